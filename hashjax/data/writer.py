@@ -1,0 +1,251 @@
+"""Writes a dataset directory (see format.py) from blocks of posts, checking every record.
+
+Converters feed posts in (user_id, timestamp) order, in blocks (typically one user at a time).
+Every record is validated; a bad one raises InvalidRecordError naming the record, so a converter
+can either stop or count it as skipped in its BuildReport. On `finalize`, hashtag ids are
+renumbered by training frequency (id 0 = most frequent), the split and user indices are written,
+and metadata.json is written last, so a build that dies half-way leaves no valid dataset behind.
+"""
+
+import os
+import shutil
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from hashjax.data import format as fmt
+
+
+def _ragged(lists: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  """CSR form of a list of int arrays: (lengths [n], flat values [sum lengths])."""
+  lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+  flat = (np.concatenate([np.asarray(x, np.int64) for x in lists]) if len(lists)
+          else np.zeros(0, np.int64))
+  return lengths, flat
+
+
+class DatasetWriter:
+  """Streams posts into shards of `posts_per_shard` rows with bounded memory."""
+
+  def __init__(self, directory: str, *, feature_dim: int, num_tags: int, split_scheme: str,
+               user_meta_dim: int = 0, feature_dtype: str = "float32", has_captions: bool = False,
+               caption_vocab_size: int = 0, posts_per_shard: int = 50_000, overwrite: bool = False):
+    if split_scheme not in fmt.SPLIT_SCHEMES:
+      raise ValueError(f"split_scheme must be one of {fmt.SPLIT_SCHEMES}, got {split_scheme!r}")
+    if feature_dtype not in ("float32", "float16"):
+      raise ValueError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
+    if os.path.exists(directory) and os.listdir(directory):
+      if not overwrite:
+        raise FileExistsError(f"{directory} exists and is not empty (pass overwrite=True)")
+      shutil.rmtree(directory)
+    os.makedirs(os.path.join(directory, fmt.POSTS_DIR))
+    self.directory = directory
+    self.feature_dim, self.num_tags, self.user_meta_dim = feature_dim, num_tags, user_meta_dim
+    self.split_scheme, self.feature_dtype = split_scheme, feature_dtype
+    self.has_captions, self.caption_vocab_size = has_captions, caption_vocab_size
+    self.posts_per_shard = posts_per_shard
+    self._buffer: list[dict[str, Any]] = []
+    self._buffered = 0
+    self._shards: list[dict[str, int]] = []
+    self._train_tag_counts = np.zeros(num_tags, np.int64)
+    self._split_counts = np.zeros(len(fmt.SPLITS), np.int64)
+    self._max_tags = 0
+    self._last_key: tuple[int, int] | None = None
+    self._finished_users: set[int] = set()
+
+  # -- adding posts ---------------------------------------------------------------------------
+
+  def add_block(self, *, post_id, user_id, timestamp, split, features, tags: Sequence[np.ndarray],
+                user_meta=None, captions: Sequence[np.ndarray] | None = None,
+                where: Callable[[int], str] = lambda i: f"record {i}") -> None:
+    """Validates and buffers n posts; `where(i)` names record i in error messages.
+
+    Raises InvalidRecordError (with a `reason` key) for the first bad record; the whole block is
+    then rejected, so converters that skip bad records add one post per block.
+    """
+    n = len(post_id)
+    block = {
+        "post_id": np.asarray(post_id, np.int64).reshape(n),
+        "user_id": np.asarray(user_id, np.int64).reshape(n),
+        "timestamp": np.asarray(timestamp, np.int64).reshape(n),
+        "split": np.asarray(split, np.int8).reshape(n),
+        "features": np.asarray(features, np.float32),
+        "user_meta": (np.zeros((n, 0), np.float32) if user_meta is None
+                      else np.asarray(user_meta, np.float32)),
+    }
+    tag_lengths, tag_flat = _ragged(tags)
+    self._check_block(block, tags, tag_lengths, tag_flat, captions, where)
+    block["tag_lengths"], block["tag_ids"] = tag_lengths, tag_flat.astype(np.int32)
+    if self.has_captions:
+      block["caption_lengths"], caption_flat = _ragged(captions)
+      block["caption_ids"] = caption_flat.astype(np.int32)
+
+    post_of_tag = np.repeat(np.arange(n), tag_lengths)
+    self._train_tag_counts += np.bincount(
+        tag_flat[block["split"][post_of_tag] == fmt.SPLIT_CODES["train"]], minlength=self.num_tags)
+    self._split_counts += np.bincount(block["split"], minlength=len(fmt.SPLITS))
+    self._max_tags = max(self._max_tags, int(tag_lengths.max(initial=0)))
+    self._buffer.append(block)
+    self._buffered += n
+    while self._buffered >= self.posts_per_shard:
+      self._flush(self.posts_per_shard)
+
+  def _check_block(self, block, tags, tag_lengths, tag_flat, captions, where) -> None:
+    n = len(block["post_id"])
+    if len(tags) != n:
+      raise ValueError(f"{len(tags)} tag lists for {n} posts")
+
+    def fail(i: int, reason: str, detail: str):
+      raise fmt.InvalidRecordError(reason, where(int(i)), detail)
+
+    feats = block["features"]
+    if feats.ndim != 2 or feats.shape != (n, self.feature_dim):
+      fail(0, "wrong_feature_dim", f"features of shape {feats.shape[1:]} but the dataset has "
+           f"feature_dim={self.feature_dim}")
+    if block["user_meta"].shape != (n, self.user_meta_dim):
+      fail(0, "wrong_user_meta_dim", f"user_meta of shape {block['user_meta'].shape[1:]} but "
+           f"user_meta_dim={self.user_meta_dim}")
+    bad = ~np.isfinite(feats).all(axis=1)
+    if bad.any():
+      fail(np.argmax(bad), "nonfinite_features", "image features contain NaN or inf")
+    if (tag_lengths == 0).any():
+      fail(np.argmax(tag_lengths == 0), "empty_hashtags", "a post needs at least one hashtag")
+    out = (tag_flat < 0) | (tag_flat >= self.num_tags)
+    if out.any():
+      i = np.repeat(np.arange(n), tag_lengths)[np.argmax(out)]
+      fail(i, "tag_out_of_vocab", f"hashtag id {tag_flat[np.argmax(out)]} is outside the "
+           f"vocabulary [0, {self.num_tags})")
+    for i, t in enumerate(tags):
+      if len(np.unique(t)) != len(t):
+        fail(i, "duplicate_hashtag", f"hashtag ids {list(t)} repeat")
+    if not np.isin(block["split"], list(fmt.SPLIT_CODES.values())).all():
+      fail(0, "bad_split", f"split codes must be in {fmt.SPLIT_CODES}")
+    if self.has_captions:
+      if captions is None or len(captions) != n:
+        fail(0, "missing_caption", "the dataset has captions; every post needs a token list")
+      _, cap_flat = _ragged(captions)
+      if ((cap_flat < 0) | (cap_flat >= self.caption_vocab_size)).any():
+        fail(0, "caption_out_of_vocab", f"caption token ids outside [0, {self.caption_vocab_size})")
+    self._check_order(block, fail)
+
+  def _check_order(self, block, fail) -> None:
+    """Rows must come in (user_id, timestamp) order with each user's posts contiguous."""
+    users, times = block["user_id"], block["timestamp"]
+    for i in range(len(users)):
+      key = (int(users[i]), int(times[i]))
+      if self._last_key is not None and key[0] != self._last_key[0]:
+        self._finished_users.add(self._last_key[0])
+        if key[0] in self._finished_users:
+          fail(i, "unsorted", f"user {key[0]} appears again after other users' posts; posts "
+               "must be grouped by user")
+      elif self._last_key is not None and key[1] < self._last_key[1]:
+        fail(i, "unsorted", f"timestamp {key[1]} is earlier than the user's previous post")
+      self._last_key = key
+
+  # -- writing shards -------------------------------------------------------------------------
+
+  def _flush(self, count: int) -> None:
+    """Writes the first `count` buffered posts as the next shard."""
+    blocks, self._buffer = self._buffer, []
+    cols = {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
+    head = {k: v[:count] for k, v in cols.items() if not k.endswith("_ids")}
+    rest = {k: v[count:] for k, v in cols.items() if not k.endswith("_ids")}
+    for ragged in ("tag", "caption"):
+      if f"{ragged}_ids" in cols:
+        cut = int(cols[f"{ragged}_lengths"][:count].sum())
+        head[f"{ragged}_ids"] = cols[f"{ragged}_ids"][:cut]
+        rest[f"{ragged}_ids"] = cols[f"{ragged}_ids"][cut:]
+    self._write_shard(head)
+    self._buffered = len(rest["post_id"])
+    if self._buffered:
+      self._buffer = [rest]
+
+  def _write_shard(self, cols: dict[str, np.ndarray]) -> None:
+    path = fmt.shard_dir(self.directory, len(self._shards))
+    os.makedirs(path)
+    cols = dict(cols)
+    cols["features"] = cols["features"].astype(self.feature_dtype)
+    for ragged in ("tag", "caption"):
+      if f"{ragged}_lengths" in cols:
+        lengths = cols.pop(f"{ragged}_lengths")
+        cols[f"{ragged}_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    for name in fmt.shard_columns(self.has_captions):
+      np.save(os.path.join(path, name + ".npy"), cols[name])
+    self._shards.append({"num_posts": int(len(cols["post_id"])),
+                         "num_tag_ids": int(len(cols["tag_ids"]))})
+
+  # -- finishing ------------------------------------------------------------------------------
+
+  def finalize(self, *, vocab: Sequence[str], word_vectors: np.ndarray | None = None,
+               caption_vocab: Sequence[str] | None = None, users: dict | None = None,
+               provenance: dict | None = None, report: fmt.BuildReport | None = None) -> np.ndarray:
+    """Renumbers tags by training frequency, writes indices and metadata; returns the order.
+
+    The returned `order` maps new id -> old id (order[0] is the most frequent training tag), so a
+    converter can permute anything else it keeps per tag. Ties keep the old order (stable sort).
+    """
+    if len(vocab) != self.num_tags:
+      raise ValueError(f"vocab has {len(vocab)} entries, writer was told num_tags={self.num_tags}")
+    if self._buffered:
+      self._flush(self._buffered)
+    if not self._shards:
+      raise fmt.DatasetError(f"{self.directory}: no posts were written")
+    order = np.argsort(-self._train_tag_counts, kind="stable")
+    new_id = np.empty_like(order)
+    new_id[order] = np.arange(len(order))
+    user_ids, splits = [], []
+    for i in range(len(self._shards)):
+      tag_path = os.path.join(fmt.shard_dir(self.directory, i), "tag_ids.npy")
+      np.save(tag_path, new_id[np.load(tag_path)].astype(np.int32))
+      user_ids.append(np.load(os.path.join(fmt.shard_dir(self.directory, i), "user_id.npy")))
+      splits.append(np.load(os.path.join(fmt.shard_dir(self.directory, i), "split.npy")))
+    self._write_indices(np.concatenate(user_ids), np.concatenate(splits))
+
+    d = self.directory
+    fmt.write_lines(os.path.join(d, fmt.VOCAB_FILE), [vocab[j] for j in order])
+    np.save(os.path.join(d, fmt.TAG_COUNTS_FILE), self._train_tag_counts[order])
+    if word_vectors is not None:
+      np.save(os.path.join(d, fmt.WORD_VECTORS_FILE), np.asarray(word_vectors, np.float32)[order])
+    if caption_vocab is not None:
+      fmt.write_lines(os.path.join(d, fmt.CAPTION_VOCAB_FILE), list(caption_vocab))
+    if users is not None:
+      np.savez(os.path.join(d, fmt.USERS_FILE), **users)
+    report = report or fmt.BuildReport()
+    report.written = int(self._split_counts.sum())
+    fmt.write_metadata(d, self._metadata(word_vectors, provenance, report))
+    return order
+
+  def _write_indices(self, user_ids: np.ndarray, splits: np.ndarray) -> None:
+    os.makedirs(os.path.join(self.directory, fmt.SPLITS_DIR))
+    for name, code in fmt.SPLIT_CODES.items():
+      np.save(os.path.join(self.directory, fmt.SPLITS_DIR, name + ".npy"),
+              np.flatnonzero(splits == code).astype(np.int64))
+    starts = np.flatnonzero(np.diff(user_ids, prepend=user_ids[0] - 1))
+    np.savez(os.path.join(self.directory, fmt.USER_INDEX_FILE), user_ids=user_ids[starts],
+             first_row=starts, num_rows=np.diff(np.append(starts, len(user_ids))))
+
+  def _metadata(self, word_vectors, provenance, report) -> dict[str, Any]:
+    counts = self._train_tag_counts
+    total = int(counts.sum())
+    return {
+        "schema_version": fmt.SCHEMA_VERSION,
+        "feature_dim": self.feature_dim,
+        "feature_dtype": self.feature_dtype,
+        "user_meta_dim": self.user_meta_dim,
+        "num_tags": self.num_tags,
+        "word_vector_dim": None if word_vectors is None else int(np.shape(word_vectors)[1]),
+        "has_captions": self.has_captions,
+        "caption_vocab_size": self.caption_vocab_size,
+        "split_scheme": self.split_scheme,
+        "num_posts": int(self._split_counts.sum()),
+        "counts": {name: int(self._split_counts[c]) for name, c in fmt.SPLIT_CODES.items()},
+        "max_tags_per_post": self._max_tags,
+        "train_tag_stats": {
+            "occurrences": total,
+            "tags_seen": int((counts > 0).sum()),
+            "top10_share": float(np.sort(counts)[::-1][:10].sum() / max(total, 1)),
+        },
+        "shards": self._shards,
+        "provenance": provenance or {},
+        "build_report": report.as_dict(),
+    }

@@ -1,0 +1,14 @@
+"""Test setup: 8 simulated CPU devices (set before jax is imported) and parsed absl flags."""
+
+import os
+
+os.environ["XLA_FLAGS"] = " ".join([
+    os.environ.get("XLA_FLAGS", ""),
+    "--xla_force_host_platform_device_count=8",
+    # A multi-device CPU loop that never waits can deadlock in XLA's collectives: fail fast.
+    "--xla_cpu_collective_call_terminate_timeout_seconds=10",
+]).strip()
+
+from absl import flags  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()  # grain worker processes read absl flags
