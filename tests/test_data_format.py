@@ -224,3 +224,10 @@ def test_reader_rejects_out_of_vocab_and_empty_hashtags(dataset_dir):
   _corrupt(directory, "tag_offsets", lambda a: a.__setitem__(1, 0))
   with pytest.raises(fmt.DatasetError, match=r"record 0 .*no hashtags"):
     PostDataset(directory).read([0])
+
+
+def test_float16_overflow_is_caught_at_build_time(tmp_path):
+  writer = _writer(tmp_path, feature_dtype="float16")
+  with pytest.raises(fmt.InvalidRecordError, match="float16") as err:
+    writer.add_block(**_post(features=np.array([[1.0, 7e4, 0.0, 0.0]])))
+  assert err.value.reason == "float16_overflow"

@@ -33,7 +33,25 @@ SHAPES = [
     (9, 32, 3, 4, 8, 9),      # V a multiple of tag_chunk, one post chunk
     (1, 1, 2, 1, 8192, 1024), # single post, single tag
     (6, 11, 2, 3, 100, 100),  # chunks larger than the data
+    # Blocks wide enough for the two-stage block top-k (see TWO_STAGE below).
+    (20, 300, 3, 1, 200, 8),
+    (13, 2000, 3, 10, 1500, 5),
+    (4, 700, 2, 5, 8192, 4),
 ]
+TWO_STAGE = SHAPES[-3:]
+
+
+@pytest.mark.parametrize("n,v,d,k,tag_chunk,post_chunk", TWO_STAGE)
+def test_two_stage_shapes_really_use_two_stage(n, v, d, k, tag_chunk, post_chunk):
+  width, _ = topk._block_layout(v, k, tag_chunk)
+  assert topk._use_two_stage(width, k)
+
+
+def test_block_layout_is_balanced():
+  # 10000 tags in blocks of <= 8192: two blocks of 5000 (rounded to 5024), not 2 x 8192.
+  assert topk._block_layout(10000, 10, 8192) == (5024, 2)
+  assert topk._block_layout(13, 1, 4) == (4, 4)  # 4 blocks of 3.25 -> width 4
+  assert topk._block_layout(10, 7, 3) == (7, 2)   # widened to k, then balanced
 
 
 @pytest.mark.parametrize("n,v,d,k,tag_chunk,post_chunk", SHAPES)
@@ -75,6 +93,27 @@ def test_two_tower_float_data_and_jax_inputs():
   ref_s, ref_i = naive_top_k(q @ t.T, 10)
   s, i = topk.top_k_two_tower(jnp.asarray(q), jnp.asarray(t), 10,
                               tag_chunk=32, post_chunk=16)
+  np.testing.assert_array_equal(i, ref_i)
+  np.testing.assert_allclose(s, ref_s, rtol=1e-5, atol=1e-5)
+
+
+def test_two_stage_tie_across_groups_keeps_smaller_id():
+  # Tag 0 (group 0) ties with tag 33 (group 1), whose group has the larger max
+  # (tag 32). The smaller id, 0, must win even though its group ranks second.
+  t = np.zeros((200, 1), np.float32)
+  t[0], t[32], t[33] = 1.0, 2.0, 1.0
+  assert topk._use_two_stage(topk._block_layout(200, 2, 16384)[0], 2)
+  s, i = topk.top_k_two_tower(np.ones((3, 1), np.float32), t, 2)
+  np.testing.assert_array_equal(i, [[32, 0]] * 3)
+  np.testing.assert_array_equal(s, [[2.0, 1.0]] * 3)
+
+
+def test_two_stage_float_data():
+  rng = np.random.default_rng(1)
+  q = rng.normal(size=(50, 16)).astype(np.float32)
+  t = rng.normal(size=(3000, 16)).astype(np.float32)
+  ref_s, ref_i = naive_top_k(q @ t.T, 10)
+  s, i = topk.top_k_two_tower(q, t, 10, tag_chunk=2000, post_chunk=32)
   np.testing.assert_array_equal(i, ref_i)
   np.testing.assert_allclose(s, ref_s, rtol=1e-5, atol=1e-5)
 

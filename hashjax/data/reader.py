@@ -105,25 +105,28 @@ class PostDataset:
       raise KeyError(f"unknown split {split!r}; this dataset has {list(self.splits)}")
     return self.splits[split]
 
-  def read(self, rows, *, max_tags: int | None = None, max_caption: int = 0) -> dict[str, Any]:
+  def read(self, rows, *, max_tags: int | None = None, max_caption: int = 0,
+           features: bool = True) -> dict[str, Any]:
     """Reads posts by global row number into a padded batch (rows keep their given order).
 
     Returns post_id/user_id/timestamp [B], features float32 [B, D], user_meta [B, M],
     tag_ids int32 [B, T] padded with PAD_ID and tag_mask bool [B, T] (T = max_tags, default the
     dataset's maximum, so nothing is cut unless asked), and with max_caption > 0 caption_ids /
     caption_mask [B, max_caption]. `num_tags_cut` counts hashtags dropped by a small max_tags.
+    With features=False the (large, memory-mapped) features are not read at all.
     """
     rows = np.asarray(rows, np.int64)
     if rows.size and (rows.min() < 0 or rows.max() >= self.num_posts):
       raise IndexError(f"rows outside [0, {self.num_posts})")
     max_tags = max_tags or self.metadata["max_tags_per_post"]
     b = len(rows)
-    out = {"row": rows, "features": np.empty((b, self.feature_dim), np.float32),
-           "user_meta": np.empty((b, self.user_meta_dim), np.float32),
+    out = {"row": rows, "user_meta": np.empty((b, self.user_meta_dim), np.float32),
            "post_id": np.empty(b, np.int64), "user_id": self.user_ids[rows],
            "timestamp": self.timestamps[rows],
            "tag_ids": np.full((b, max_tags), PAD_ID, np.int32),
            "tag_mask": np.zeros((b, max_tags), bool), "num_tags_cut": 0}
+    if features:
+      out["features"] = np.empty((b, self.feature_dim), np.float32)
     if max_caption:
       out["caption_ids"] = np.full((b, max_caption), PAD_ID, np.int32)
       out["caption_mask"] = np.zeros((b, max_caption), bool)
@@ -137,11 +140,12 @@ class PostDataset:
     return out
 
   def _read_shard(self, shard, local, pos, out, max_tags, max_caption) -> None:
-    feats = shard["features"][local]
-    bad = ~np.isfinite(feats).all(axis=1)
-    if bad.any():
-      self._fail(shard, local[np.argmax(bad)], "image features contain NaN or inf")
-    out["features"][pos] = feats
+    if "features" in out:
+      feats = shard["features"][local]
+      bad = ~np.isfinite(feats).all(axis=1)
+      if bad.any():
+        self._fail(shard, local[np.argmax(bad)], "image features contain NaN or inf")
+      out["features"][pos] = feats
     out["user_meta"][pos] = shard["user_meta"][local]
     out["post_id"][pos] = shard["post_id"][local]
     ids, mask, cut = _gather_ragged(shard["tag_offsets"], shard["tag_ids"], local, max_tags)

@@ -108,6 +108,10 @@ class DatasetWriter:
     bad = ~np.isfinite(feats).all(axis=1)
     if bad.any():
       fail(np.argmax(bad), "nonfinite_features", "image features contain NaN or inf")
+    if self.feature_dtype == "float16":
+      big = np.abs(feats).max(axis=1, initial=0.0) > np.finfo(np.float16).max
+      if big.any():  # would become inf on disk and only fail later, in the reader
+        fail(np.argmax(big), "float16_overflow", "feature values exceed float16's range (65504)")
     if (tag_lengths == 0).any():
       fail(np.argmax(tag_lengths == 0), "empty_hashtags", "a post needs at least one hashtag")
     out = (tag_flat < 0) | (tag_flat >= self.num_tags)
