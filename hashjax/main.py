@@ -1,0 +1,37 @@
+r"""hashjax's entry point: flags in, one job out (flax/examples style).
+
+  python -m hashjax.main --config=experiments/baselines.py --workdir=runs/baselines
+
+The config file's docstring lists its variants. Logic lives in importable modules; this file only
+parses flags, joins the multi-host runtime when there is one, and dispatches.
+"""
+
+import os
+
+from absl import app, flags, logging
+import jax
+from ml_collections import config_flags
+
+from hashjax import reference_job
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where results and checkpoints go.",
+                               required=True)
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+
+JOBS = {"baselines": reference_job.run}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if "JAX_COORDINATOR_ADDRESS" in os.environ or "SLURM_JOB_ID" in os.environ:
+    jax.distributed.initialize()  # the multi-host runtime; a no-op setup on one machine
+  config = flags.FLAGS.config
+  logging.info("hashjax: process %d/%d, %d local devices", jax.process_index(),
+               jax.process_count(), jax.local_device_count())
+  JOBS[config.job](config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)
