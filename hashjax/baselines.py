@@ -76,12 +76,42 @@ class Oracle:
     from hashjax.data import build_synthetic  # only synthetic datasets have an oracle
     self.world, self.concept_ids, self.concept_weights = build_synthetic.load_oracle(
         dataset.directory)
+    self.num_users = self.world.config.num_users
+
+  def distribution(self, user_ids, rows) -> np.ndarray:
+    return self.world.true_tag_distribution(user_ids, self.concept_ids[rows],
+                                            self.concept_weights[rows])
 
   def scores(self, batch, tag_start, tag_stop):
-    rows = batch["row"]
-    probs = self.world.true_tag_distribution(batch["user_id"], self.concept_ids[rows],
-                                             self.concept_weights[rows])
-    return probs[:, tag_start:tag_stop]
+    return self.distribution(batch["user_id"], batch["row"])[:, tag_start:tag_stop]
+
+
+class OracleSwappedUser(Oracle):
+  """The true distribution of the post's image latent, but for another (fixed, random) user.
+
+  The gap to the Oracle row is what knowing the right user is worth at the ceiling.
+  """
+  name = "Oracle, user swapped"
+
+  def scores(self, batch, tag_start, tag_stop):
+    rows = np.asarray(batch["row"], np.int64)
+    shift = 1 + (rows * 2654435761) % (self.num_users - 1)  # a fixed, never-zero shift per post
+    other = (np.asarray(batch["user_id"]) + shift) % self.num_users
+    return self.distribution(other, rows)[:, tag_start:tag_stop]
+
+
+class OracleImageOnly(Oracle):
+  """E_u p(y | post latent, u) over `num_users` random users: a user-agnostic ceiling."""
+  name = "Oracle, image only"
+
+  def __init__(self, dataset: PostDataset, num_users: int = 16, seed: int = 0):
+    super().__init__(dataset)
+    self.users = np.random.default_rng(seed).choice(self.num_users, num_users, replace=False)
+
+  def scores(self, batch, tag_start, tag_stop):
+    rows = np.asarray(batch["row"])
+    total = sum(self.distribution(np.full(len(rows), u), rows) for u in self.users)
+    return total[:, tag_start:tag_stop] / len(self.users)
 
 
 def has_oracle(dataset: PostDataset) -> bool:
@@ -93,5 +123,5 @@ def reference_scorers(dataset: PostDataset) -> list[Scorer]:
   """The rows every results table carries: frequency baselines, then the oracle if known."""
   scorers: list[Scorer] = [GlobalFrequency(dataset), UserFrequency(dataset)]
   if has_oracle(dataset):
-    scorers.append(Oracle(dataset))
+    scorers += [OracleImageOnly(dataset), OracleSwappedUser(dataset), Oracle(dataset)]
   return scorers

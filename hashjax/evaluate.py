@@ -46,13 +46,30 @@ def evaluate_scorers(scorers: Iterable[Scorer], dataset: PostDataset, split: str
   return results
 
 
-def format_table(results: dict[str, dict[str, float]],
+def aggregate_seeds(per_seed: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+  """{name: {metric: {'mean', 'std', 'values'}}} over runs with different seeds (std: ddof=0)."""
+  out = {}
+  for name in per_seed[0]:
+    out[name] = {}
+    for metric in per_seed[0][name]:
+      values = [float(run[name][metric]) for run in per_seed]
+      out[name][metric] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                           "values": values}
+  return out
+
+
+def format_table(results: dict[str, dict[str, Any]],
                  columns: Sequence[str] = TABLE_COLUMNS) -> str:
-  """A markdown table in the papers' format (percentages, two decimals)."""
+  """A markdown table in the papers' format: percentages, and mean ± std over seeds if given."""
+  def cell(value) -> str:
+    if isinstance(value, dict):
+      return f"{100 * value['mean']:.2f} ± {100 * value['std']:.2f}"
+    return f"{100 * value:.2f}"
+
   lines = ["| Method | " + " | ".join(columns) + " |",
            "| --- | " + " | ".join("---:" for _ in columns) + " |"]
   for name, row in results.items():
-    lines.append(f"| {name} | " + " | ".join(f"{100 * row[c]:.2f}" for c in columns) + " |")
+    lines.append(f"| {name} | " + " | ".join(cell(row[c]) for c in columns) + " |")
   return "\n".join(lines)
 
 

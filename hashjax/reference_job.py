@@ -1,9 +1,14 @@
-"""The reference job: get the data, evaluate the baselines and the oracle, write the report."""
+"""The reference job: get the data, evaluate the baselines and the oracle, write the report.
+
+With several seeds (config.seeds), each seed is its own synthetic world, and the table shows the
+mean ± standard deviation over seeds: the spread any model's margin must beat.
+"""
 
 import os
 import time
 
 import jax
+import ml_collections
 
 from hashjax import baselines, evaluate
 from hashjax.data import build_synthetic
@@ -20,25 +25,37 @@ def resolve_dataset(data_config) -> PostDataset:
   return PostDataset(directory)
 
 
+def _describe(dataset: PostDataset) -> str:
+  meta = dataset.metadata
+  return (f"`{dataset.directory}` ({meta['split_scheme']} split; {meta['counts']['train']} train"
+          f" / {meta['counts']['test']} test posts; {meta['num_tags']} hashtags; feature dim "
+          f"{meta['feature_dim']})")
+
+
 def run(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
-  dataset = resolve_dataset(config.data)
-  results = evaluate.evaluate_scorers(baselines.reference_scorers(dataset), dataset,
-                                      config.eval.split, ks=tuple(config.eval.ks),
-                                      batch_size=config.eval.batch_size)
+  seeds = list(config.seeds) if not config.data.dir else [config.data.seed]
+  per_seed, described = [], []
+  for seed in seeds:
+    data_config = ml_collections.ConfigDict(config.data.to_dict())
+    data_config.seed = seed
+    dataset = resolve_dataset(data_config)
+    per_seed.append(evaluate.evaluate_scorers(baselines.reference_scorers(dataset), dataset,
+                                              config.eval.split, ks=tuple(config.eval.ks),
+                                              batch_size=config.eval.batch_size))
+    described.append(_describe(dataset))
+  results = evaluate.aggregate_seeds(per_seed) if len(seeds) > 1 else per_seed[0]
   table = evaluate.format_table(results)
-  meta = dataset.metadata
-  summary = (f"Dataset: `{dataset.directory}` ({meta['split_scheme']} split; "
-             f"{meta['counts']['train']} train / {meta['counts']['test']} test posts; "
-             f"{meta['num_tags']} hashtags; feature dim {meta['feature_dim']}).")
+  header = (f"# Reference rankers, {config.eval.split} split, "
+            + (f"mean ± std over seeds {seeds}" if len(seeds) > 1 else f"seed {seeds[0]}"))
+  data_lines = "\n".join(f"- seed {s}: {d}" for s, d in zip(seeds, described))
   if jax.process_index() == 0:
     evaluate.write_json(os.path.join(workdir, "metrics.json"),
-                        {"dataset": dataset.directory, "split": config.eval.split,
-                         "results": results, "config": config.to_dict()})
+                        {"datasets": described, "split": config.eval.split, "seeds": seeds,
+                         "results": results, "per_seed": per_seed, "config": config.to_dict()})
     with open(os.path.join(workdir, "report.md"), "w") as f:
-      f.write(f"# Reference rankers on the {config.eval.split} split\n\n{summary}\n\n{table}\n")
-  print(summary)
-  print(table)
+      f.write(f"{header}\n\n{data_lines}\n\n{table}\n")
+  print(f"{header}\n{data_lines}\n{table}")
   print(f"done in {time.time() - start:.1f}s; wrote {workdir}/metrics.json and report.md")
   return results

@@ -303,17 +303,6 @@ def test_generic_tag_habit_is_heavy_tailed(world):
   assert len(np.unique(np.argmax(mix, 1))) > TINY.num_generic // 2
 
 
-def test_oracle_beats_user_frequency_beats_global():
-  w = World.create(dataclasses.replace(TINY, num_users=400), seed=0)
-  posts = report.generate_all(w)
-  results = report.evaluate(w, posts, report.temporal_split(posts))
-  for metric in ("P@1", "R@10"):
-    assert results["oracle"][metric] > 1.3 * results["user_freq"][metric]
-    assert results["user_freq"][metric] > 1.1 * results["global"][metric]
-    assert results["oracle"][metric] > results["oracle_swap"][metric]
-    assert results["concept_nn"][metric] > results["global"][metric]
-
-
 def test_vocabulary_too_small_is_rejected():
   with pytest.raises(ValueError, match="num_tags"):
     World.create(dataclasses.replace(TINY, num_tags=40), seed=0)

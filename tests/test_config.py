@@ -1,0 +1,25 @@
+"""Config argument parsing and the experiment configs."""
+
+import pytest
+
+from experiments import baselines as baselines_config
+from hashjax import config as config_lib
+
+
+def test_parse_arg_casts_to_the_defaults_types():
+  args = config_lib.parse_arg("seeds=5,split=user_disjoint,fast=yes", seeds=3, split="temporal",
+                              fast=False, lr=0.1)
+  assert args.seeds == 5 and args.split == "user_disjoint" and args.fast is True
+  assert args.lr == 0.1
+
+
+@pytest.mark.parametrize("arg", ["nokey=1", "seeds", "seeds=x"])
+def test_parse_arg_rejects_bad_arguments(arg):
+  with pytest.raises(ValueError):
+    config_lib.parse_arg(arg, seeds=3)
+
+
+def test_baselines_config_variants():
+  config = baselines_config.get_config("preset=tiny,seeds=2,split=user_disjoint")
+  assert config.seeds == (0, 1) and config.data.preset == "tiny"
+  assert config.data.split_scheme == "user_disjoint" and config.data.dir == ""
