@@ -231,3 +231,29 @@ def test_float16_overflow_is_caught_at_build_time(tmp_path):
   with pytest.raises(fmt.InvalidRecordError, match="float16") as err:
     writer.add_block(**_post(features=np.array([[1.0, 7e4, 0.0, 0.0]])))
   assert err.value.reason == "float16_overflow"
+
+
+def test_validate_scans_every_record(dataset_dir):
+  directory = dataset_dir[0]
+  assert PostDataset(directory).validate(chunk=5) == PostDataset(directory).num_posts
+  last = len(PostDataset(directory).metadata["shards"]) - 1
+  path = os.path.join(fmt.shard_dir(directory, last), "features.npy")
+  array = np.load(path)
+  array[-1, 0] = np.inf
+  np.save(path, array)
+  with pytest.raises(fmt.DatasetError, match=rf"{last:05d}: record {len(array) - 1} .*inf"):
+    PostDataset(directory).validate(chunk=5)
+
+
+def test_validate_catches_rows_out_of_time_order(dataset_dir):
+  directory = dataset_dir[0]
+  ds = PostDataset(directory)
+  row = int(np.argmax(np.diff(ds.first_row_of) == 0)) + 1  # the second post of some user
+  assert ds.first_row_of[row] == ds.first_row_of[row - 1]
+  path = os.path.join(fmt.shard_dir(directory, 0), "timestamp.npy")
+  times = np.load(path)
+  assert row < len(times)
+  times[row] = times[row - 1] - 1
+  np.save(path, times)
+  with pytest.raises(fmt.DatasetError, match=f"row {row} is earlier"):
+    PostDataset(directory).validate()
