@@ -1,0 +1,331 @@
+r"""Converts HetRec 2011 Last.fm-2k (user x artist x tag assignments) into a hashjax dataset.
+
+  python -m data_prep.hetrec_lastfm --raw=../shared/data/hetrec2011-lastfm-2k --out=DIR \
+      [--split_scheme=temporal|user_disjoint] [--feature_dim=64] [--min_tag_count=1] [--strict]
+
+HetRec stands in for image posts; the "image" is the artist being tagged. The mapping:
+
+  post       = all tags one user gave one artist on one date (userID, artistID, day/month/year)
+               in user_taggedartists.dat; hashtags = those tags, deduplicated, by tag string.
+  timestamp  = the date as Unix seconds (UTC midnight; dates before 1970 are negative) plus the
+               post's rank among the user's posts of that day, ordered by artistID. Nearly all
+               dates are the 1st of a month, so this tie-break is arbitrary but reproducible and
+               keeps each user's timestamps strictly increasing.
+  post_id    = the post's row number (posts sorted by user, date, artist).
+  user_id    = the HetRec userID; user_meta is empty (HetRec has no demographics).
+  features   = a descriptor of the artist from user_artists.dat listening weights ONLY, never
+               from tags (so test tags cannot leak into features): the log(1+weight) artist x user
+               matrix projected on its top feature_dim/2 right singular vectors (uncentred PCA),
+               split into positive and negative parts (non-negative, like ReLU CNN features) and
+               L2-normalised. It uses every user's listening, test users' included: that is side
+               information about the artist, not tag leakage, but say so when you report results.
+  vocabulary = tag strings of tags.dat (latin-1) that occur in written posts; with
+               min_tag_count > 1, tags used fewer times in total (all splits) are dropped.
+  splits     = build_synthetic.temporal_split per user (posts in time order) or
+               build_synthetic.user_disjoint_split over users indexed by sorted userID.
+
+Accounting (metadata build_report): `read` = tag-assignment lines; `written` = posts. Skips are
+counted in assignment lines, checked: read = assignments written + skips, except no_tags_left,
+which counts posts whose every assignment was already counted as rare_tag. Reasons, in the order
+they are tested: malformed_line, unknown_artist (not in artists.dat), artist_without_features
+(no listening data, or listening that projects to zero, e.g. an artist whose only listener
+listened to nothing else: such a user is an isolated axis outside the top ones), unknown_tag
+(not in tags.dat), duplicate_assignment, rare_tag. Implausible dates (before Last.fm's 2002
+launch or after the May 2011 release) are kept and counted in the provenance. Every bad line is
+logged or raised (--strict) with its file and line number.
+"""
+
+import datetime
+import hashlib
+import itertools
+import os
+import time
+from collections import Counter, defaultdict
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse
+from absl import app, flags
+
+from hashjax.data import build_synthetic, format as fmt
+from hashjax.data.writer import DatasetWriter
+
+TAGGED, TAGS, ARTISTS, LISTENING = ("user_taggedartists.dat", "tags.dat", "artists.dat",
+                                    "user_artists.dat")
+RAW_FILES = (TAGGED, TAGS, ARTISTS, LISTENING)
+PLAUSIBLE_DATES = (datetime.date(2002, 1, 1), datetime.date(2011, 5, 31))
+_EPOCH = datetime.date(1970, 1, 1).toordinal()
+_MAX_LOGGED = 5  # bad lines logged per file; all of them are counted
+
+
+class RawDataError(ValueError):
+  """A raw HetRec file cannot be read as documented; the message names file and line."""
+
+
+def _read_table(path: str, encoding: str, columns: tuple[str, ...], parse: Callable, *,
+                strict: bool, bad: Counter, log) -> list[tuple[int, Any]]:
+  """[(line number, parse(fields))] for the data lines of a tab-separated file with a header.
+
+  Accepts LF and CRLF. A line `parse` rejects (ValueError) raises RawDataError if strict, else is
+  counted in bad[file name] and logged (the first few). Blank lines are not records: ignored.
+  """
+  name = os.path.basename(path)
+  # Split on "\n" only: str.splitlines would also break latin-1 tags containing "\x85". Bytes
+  # that are not valid UTF-8 become U+FFFD, so a number holding one fails with its line number.
+  with open(path, encoding=encoding, errors="replace", newline="") as f:
+    lines = f.read().split("\n")
+  header = lines[0].rstrip("\r").lstrip("\ufeff").split("\t")
+  if tuple(header) != columns:
+    raise RawDataError(f"{path}:1: header {header}, expected {list(columns)}")
+  rows = []
+  for number, line in enumerate(lines[1:], start=2):
+    line = line[:-1] if line.endswith("\r") else line
+    if not line.strip():
+      continue
+    try:
+      rows.append((number, parse(line.split("\t"))))
+    except ValueError as e:
+      message = f"{path}:{number}: malformed line {line!r}: {e}"
+      if strict:
+        raise RawDataError(message + " (drop --strict to skip and count such lines)") from e
+      bad[name] += 1
+      if log and bad[name] <= _MAX_LOGGED:
+        log(f"skipping {message}")
+  return rows
+
+
+def _ints(fields: list[str], count: int) -> list[int]:
+  if len(fields) != count:
+    raise ValueError(f"{len(fields)} fields, expected {count}")
+  return [int(x) for x in fields]
+
+
+def _parse_tag(fields):
+  if len(fields) != 2 or "\r" in fields[1]:
+    raise ValueError(f"expected tagID<TAB>tagValue without line breaks, got {len(fields)} fields")
+  return int(fields[0]), fields[1]
+
+
+def _parse_listening(fields):
+  user, artist, weight = _ints(fields, 3)
+  if weight < 0:
+    raise ValueError(f"negative listening weight {weight}")
+  return user, artist, weight
+
+
+def _parse_assignment(fields):
+  user, artist, tag, day, month, year = _ints(fields, 6)
+  return user, artist, tag, datetime.date(year, month, day)  # ValueError for 31/2 etc.
+
+
+def artist_features(listening: np.ndarray, feature_dim: int) -> tuple[np.ndarray, np.ndarray]:
+  """(artist ids [A], float32 features [A, feature_dim]) from (user, artist, weight) rows.
+
+  Uncentred PCA of the log(1+weight) artist x user matrix X, through the eigenvectors V of the
+  user x user Gram matrix X^T X: exact and deterministic (no random ARPACK start), and cheap for
+  HetRec's 1,892 users (<1 s; the cost grows as users^3). z = X V_k is each artist's listening projected
+  on the top k = feature_dim/2 axes; [max(z,0), max(-z,0)] keeps all of it non-negative. Artists
+  whose projection is (numerically) zero get NaN rows: the caller must treat them as featureless.
+  """
+  users, u_idx = np.unique(listening[:, 0], return_inverse=True)
+  artists, a_idx = np.unique(listening[:, 1], return_inverse=True)
+  x = scipy.sparse.csr_matrix((listening[:, 2].astype(np.float64), (a_idx, u_idx)),
+                              shape=(len(artists), len(users)))  # repeated pairs are summed
+  x.data = np.log1p(x.data)
+  k = feature_dim // 2
+  _, eigvecs = np.linalg.eigh((x.T @ x).toarray())
+  v = eigvecs[:, ::-1][:, :k]  # may have fewer than k columns with few users: zero-padded
+  z = np.zeros((len(artists), k))
+  z[:, :v.shape[1]] = x @ v
+  z *= np.where(z.sum(axis=0) < 0, -1.0, 1.0)  # eigenvector signs are arbitrary: fix them
+  feats = np.concatenate([np.maximum(z, 0), np.maximum(-z, 0)], axis=1)
+  norms = np.linalg.norm(feats, axis=1, keepdims=True)
+  tiny = norms[:, 0] <= 1e-6 * norms.max(initial=0.0)
+  feats = feats / np.where(tiny[:, None], 1.0, norms)
+  feats[tiny] = np.nan
+  return artists, feats.astype(np.float32)
+
+
+def _sha256(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _group_posts(assignments, known_artists, feature_row, tag_names, report):
+  """{(user, date, artist): {tag string: first line}}, counting every assignment it drops."""
+  posts: dict[tuple, dict[str, int]] = defaultdict(dict)
+  for number, (user, artist, tag, date) in assignments:
+    if artist not in known_artists:
+      report.skip("unknown_artist")
+    elif artist not in feature_row:
+      report.skip("artist_without_features")
+    elif tag not in tag_names:
+      report.skip("unknown_tag")
+    elif tag_names[tag] in posts[(user, date, artist)]:
+      report.skip("duplicate_assignment")  # same tag (string) twice in one post
+    else:
+      posts[(user, date, artist)][tag_names[tag]] = number
+  return {key: tags for key, tags in posts.items() if tags}
+
+
+def _drop_rare_tags(posts, min_tag_count: int, report) -> dict:
+  total = Counter(t for tags in posts.values() for t in tags)
+  kept = {}
+  for key, tags in posts.items():
+    left = {t: n for t, n in tags.items() if total[t] >= min_tag_count}
+    if len(left) < len(tags):  # (+= 0 on a Counter would still list the reason)
+      report.skipped["rare_tag"] += len(tags) - len(left)
+    if left:
+      kept[key] = left
+    else:
+      report.skip("no_tags_left")
+  return kept
+
+
+def _read_raw(paths: dict[str, str], strict: bool, log, report: fmt.BuildReport):
+  """(tag names by id, known artist ids, listening [L, 3], assignments, bad lines per file)."""
+  bad = Counter()
+  read = lambda name, enc, cols, parse: _read_table(paths[name], enc, cols, parse, strict=strict,
+                                                    bad=bad, log=log)
+  tag_names = dict(v for _, v in read(TAGS, "latin-1", ("tagID", "tagValue"), _parse_tag))
+  # Only the id of artists.dat is used, so a name with a tab or bad UTF-8 loses nothing.
+  artists = {v for _, v in read(ARTISTS, "utf-8", ("id", "name", "url", "pictureURL"),
+                                lambda f: int(f[0]))}
+  listening = np.array([v for _, v in read(LISTENING, "utf-8", ("userID", "artistID", "weight"),
+                                           _parse_listening)], np.int64).reshape(-1, 3)
+  assignments = read(TAGGED, "utf-8", ("userID", "artistID", "tagID", "day", "month", "year"),
+                     _parse_assignment)
+  report.read = len(assignments) + bad[TAGGED]
+  if bad[TAGGED]:
+    report.skipped["malformed_line"] += bad[TAGGED]
+  return tag_names, artists, listening, assignments, bad
+
+
+def _write_posts(writer: DatasetWriter, posts: dict, vocab: list[str], features: np.ndarray,
+                 feature_row: dict[int, int], split_scheme: str, seed: int, source: str) -> Counter:
+  """Adds the posts, a user per block, in (user, date, artist) order; returns implausible years.
+
+  The count of posts per implausible year is returned because those posts are kept, not skipped.
+  """
+  vocab_id = {t: i for i, t in enumerate(vocab)}
+  keys = sorted(posts)
+  users = sorted({key[0] for key in keys})
+  user_split = build_synthetic.user_disjoint_split(len(users), seed)  # user index = rank of id
+  row, implausible = 0, Counter()
+  for index, (user, group) in enumerate(itertools.groupby(keys, key=lambda key: key[0])):
+    block = list(group)
+    n = len(block)
+    days = np.array([d.toordinal() - _EPOCH for _, d, _ in block], np.int64)
+    rank = np.arange(n) - np.searchsorted(days, days)  # position within the day (by artistID)
+    split = (build_synthetic.temporal_split(n) if split_scheme == "temporal"
+             else np.full(n, user_split[index], np.int8))
+    implausible.update(d.year for _, d, _ in block
+                       if not PLAUSIBLE_DATES[0] <= d <= PLAUSIBLE_DATES[1])
+    writer.add_block(
+        post_id=np.arange(row, row + n), user_id=np.full(n, user), timestamp=days * 86400 + rank,
+        split=split, features=features[[feature_row[a] for _, _, a in block]],
+        tags=[np.array(sorted(vocab_id[t] for t in posts[k]), np.int32) for k in block],
+        where=lambda i, b=block: (f"{source}:{min(posts[b[i]].values())} (user {b[i][0]}, "
+                                  f"artist {b[i][2]}, {b[i][1]})"))
+    row += n
+  return implausible
+
+
+def _provenance(raw_dir, paths, settings, statistics) -> dict[str, Any]:
+  files = {name: {"bytes": os.path.getsize(p), "sha256": _sha256(p)} for name, p in paths.items()}
+  mapping = {
+      "post": "tags one user gave one artist on one date; image = the artist",
+      "timestamp": "UTC midnight of the date in seconds + rank of the post in the user's day "
+                   "(by artistID)",
+      "post_id": "row number after sorting by (userID, date, artistID)",
+      "features": f"uncentred PCA ({settings['feature_dim'] // 2} axes) of the log(1+weight) "
+                  "artist x user listening matrix (all users; no tags), positive and negative "
+                  "parts, L2-normalised",
+      "vocabulary": "tags.dat strings (latin-1) occurring in written posts",
+      "skip_units": "assignment lines, except no_tags_left (posts)"}
+  return {"source": "HetRec 2011 Last.fm-2k", "raw_dir": os.path.abspath(raw_dir),
+          "files": files, "converter": "data_prep.hetrec_lastfm", "mapping": mapping,
+          "settings": settings, "statistics": statistics}
+
+
+def convert(raw_dir: str, out_dir: str, *, split_scheme: str = "temporal", feature_dim: int = 64,
+            min_tag_count: int = 1, seed: int = 0, strict: bool = False, overwrite: bool = False,
+            posts_per_shard: int = 50_000, log=print) -> dict[str, Any]:
+  """Writes the dataset directory and returns its metadata (see the module docstring)."""
+  if feature_dim < 2 or feature_dim % 2:
+    raise ValueError(f"feature_dim must be even and >= 2 (positive and negative parts of "
+                     f"feature_dim/2 components), got {feature_dim}")
+  if split_scheme not in fmt.SPLIT_SCHEMES:
+    raise ValueError(f"split_scheme must be one of {fmt.SPLIT_SCHEMES}, got {split_scheme!r}")
+  start = time.time()
+  paths = {name: os.path.join(raw_dir, name) for name in RAW_FILES}
+  for path in paths.values():
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"{path}: missing; --raw must be the hetrec2011-lastfm-2k directory")
+  report = fmt.BuildReport()
+  tag_names, artists, listening, assignments, bad = _read_raw(paths, strict, log, report)
+  feature_ids, features = artist_features(listening, feature_dim)
+  feature_row = {int(a): i for i, a in enumerate(feature_ids) if np.isfinite(features[i]).all()}
+  posts = _group_posts(assignments, artists, feature_row, tag_names, report)
+  posts = _drop_rare_tags(posts, min_tag_count, report)
+  if not posts:
+    raise fmt.DatasetError(f"{raw_dir}: no post survived conversion ({report.summary()})")
+  written = sum(len(tags) for tags in posts.values())
+  if report.read != written + sum(v for k, v in report.skipped.items() if k != "no_tags_left"):
+    raise RuntimeError(f"assignment accounting is off: {report.as_dict()}")  # a converter bug
+
+  # Vocabulary in tags.dat order (the writer renumbers by training frequency; ties keep it).
+  first_id = {}
+  for tag_id, name in sorted(tag_names.items()):
+    first_id.setdefault(name, tag_id)
+  vocab = sorted({t for tags in posts.values() for t in tags}, key=first_id.__getitem__)
+  writer = DatasetWriter(out_dir, feature_dim=feature_dim, num_tags=len(vocab),
+                         split_scheme=split_scheme, posts_per_shard=posts_per_shard,
+                         overwrite=overwrite)
+  implausible = _write_posts(writer, posts, vocab, features, feature_row, split_scheme, seed,
+                             paths[TAGGED])
+  dates = [d for _, d, _ in posts]
+  statistics = {
+      "assignments_written": written, "malformed_lines_per_file": dict(bad),
+      "artists_with_features": len(feature_row), "date_range": [str(min(dates)), str(max(dates))],
+      "implausible_dates": {
+          "rule": f"outside [{PLAUSIBLE_DATES[0]}, {PLAUSIBLE_DATES[1]}]; kept",
+          "posts": sum(implausible.values()),
+          "posts_per_year": {str(y): c for y, c in sorted(implausible.items())}}}
+  settings = {"split_scheme": split_scheme, "feature_dim": feature_dim, "seed": seed,
+              "min_tag_count": min_tag_count, "strict": strict}
+  writer.finalize(vocab=vocab, provenance=_provenance(raw_dir, paths, settings, statistics),
+                  report=report)
+  # The artist ("image") of each row, in row order: posts of one artist show the same picture.
+  np.save(os.path.join(out_dir, "artist_ids.npy"), np.array([a for _, _, a in sorted(posts)]))
+  if log:
+    log(f"built {out_dir} in {time.time() - start:.1f}s: {report.summary()}; "
+        f"{len({u for u, _, _ in posts})} users, {len(vocab)} tags, "
+        f"{written / len(posts):.3f} tags per post")
+  return fmt.read_metadata(out_dir)
+
+
+def _define_flags() -> None:
+  # Defined only when run as a program: tests import convert(), and module-level flags would
+  # collide (DuplicateFlagError) with data_prep.synthetic's or evaluate_baselines' --out.
+  flags.DEFINE_string("raw", None, "The hetrec2011-lastfm-2k directory.", required=True)
+  flags.DEFINE_string("out", None, "Dataset directory to write.", required=True)
+  flags.DEFINE_enum("split_scheme", "temporal", list(fmt.SPLIT_SCHEMES),
+                    "temporal per user (Veit) or user_disjoint (Denton, Durand).")
+  flags.DEFINE_integer("feature_dim", 64, "Artist feature dimension (even).")
+  flags.DEFINE_integer("min_tag_count", 1, "Drop tags used fewer times in total (all splits).")
+  flags.DEFINE_integer("seed", 0, "Seed of the user-disjoint split.")
+  flags.DEFINE_bool("strict", False, "Stop at the first malformed line instead of counting it.")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing directory.")
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  convert(f.raw, f.out, split_scheme=f.split_scheme, feature_dim=f.feature_dim,
+          min_tag_count=f.min_tag_count, seed=f.seed, strict=f.strict, overwrite=f.overwrite)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
