@@ -23,6 +23,11 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(values)
 
 
-def data_config(preset: str, seed: int, split: str) -> ml_collections.ConfigDict:
-  """Where the data comes from: a dataset directory, or a synthetic recipe when dir is empty."""
-  return ml_collections.ConfigDict(dict(dir="", preset=preset, seed=seed, split_scheme=split))
+def data_config(preset: str, seed: int, split: str,
+                dist: str = "natural") -> ml_collections.ConfigDict:
+  """Where the data comes from: a dataset directory, or a synthetic recipe when dir is empty.
+
+  dist: "natural" or "balanced" hashtag distribution (hashjax.data.tag_distribution).
+  """
+  return ml_collections.ConfigDict(dict(dir="", preset=preset, seed=seed, split_scheme=split,
+                                        dist=dist))

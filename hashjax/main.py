@@ -12,13 +12,20 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from hashjax import reference_job
+from hashjax import reference_job, train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where results and checkpoints go.",
                                required=True)
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 
-JOBS = {"baselines": reference_job.run}
+class _QuietOrbax(logging.logging.Filter):
+  """orbax logs every checkpoint step at INFO; keep its warnings, drop the chatter."""
+
+  def filter(self, record) -> bool:
+    return "/orbax/" not in record.pathname or record.levelno >= logging.logging.WARNING
+
+
+JOBS = {"baselines": reference_job.run, "train": train.train_and_evaluate}
 
 
 def main(argv):
@@ -26,6 +33,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if "JAX_COORDINATOR_ADDRESS" in os.environ or "SLURM_JOB_ID" in os.environ:
     jax.distributed.initialize()  # the multi-host runtime; a no-op setup on one machine
+  logging.get_absl_handler().addFilter(_QuietOrbax())
   config = flags.FLAGS.config
   logging.info("hashjax: process %d/%d, %d local devices", jax.process_index(),
                jax.process_count(), jax.local_device_count())

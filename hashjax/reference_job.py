@@ -10,19 +10,8 @@ import time
 import jax
 import ml_collections
 
-from hashjax import baselines, evaluate
-from hashjax.data import build_synthetic
+from hashjax import baselines, evaluate, report
 from hashjax.data.reader import PostDataset
-
-
-def resolve_dataset(data_config) -> PostDataset:
-  """Opens data.dir, or builds/reuses the synthetic dataset the config describes."""
-  directory = data_config.dir or build_synthetic.default_data_dir(
-      data_config.preset, data_config.seed, data_config.split_scheme)
-  if not data_config.dir:
-    build_synthetic.ensure_synthetic(directory, preset=data_config.preset, seed=data_config.seed,
-                                     split_scheme=data_config.split_scheme)
-  return PostDataset(directory)
 
 
 def _describe(dataset: PostDataset) -> str:
@@ -40,7 +29,7 @@ def run(config, workdir: str) -> dict:
   for seed in seeds:
     data_config = ml_collections.ConfigDict(config.data.to_dict())
     data_config.seed = seed
-    dataset = resolve_dataset(data_config)
+    dataset = report.resolve_dataset(data_config)
     per_seed.append(evaluate.evaluate_scorers(baselines.reference_scorers(dataset), dataset,
                                               config.eval.split, ks=tuple(config.eval.ks),
                                               batch_size=config.eval.batch_size))

@@ -1,0 +1,128 @@
+r"""Runs a list of config variants over several seeds and assembles the paper's tables.
+
+  python -m hashjax.sweep --config=experiments/denton.py --sweep=tables --seeds=3 \
+      --workdir=runs/denton_tables --readme=README.md
+
+The config module's `get_sweep(name)` returns {table title: [variant args, ...]}. Every
+(variant, seed) trains in its own workdir, WORKDIR/<variant>/seed<i>; a finished run (one with a
+metrics.json) is skipped, so the sweep can be killed and rerun and it continues. Tables have one
+row per variant (mean ± std over seeds) plus the frequency baseline and the oracle, as in
+Denton et al. Tables 3-4; they go to WORKDIR/tables.md and, with --readme, between the
+<!-- sweep:NAME --> markers of that file.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import time
+
+from absl import app, flags, logging
+import numpy as np
+
+from hashjax import baselines, evaluate, train
+
+_CONFIG = flags.DEFINE_string("config", None, "Experiment config file.", required=True)
+_SWEEP = flags.DEFINE_string("sweep", "tables", "Which get_sweep(name) list to run.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per variant (each is its own synthetic world).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Root of all runs.", required=True)
+_README = flags.DEFINE_string("readme", None, "Also write the tables into this markdown file.")
+_OVERRIDES = flags.DEFINE_multi_string("set", [], "FIELD=VALUE applied to every run's config.")
+
+COLUMNS = ("d", "K", "P@1", "R@10", "A@10")
+REFERENCE_ROWS = {"Freq. baseline": "Global frequency",
+                  "Oracle": baselines.Oracle.name}
+
+
+def load_config_module(path: str):
+  spec = importlib.util.spec_from_file_location("sweep_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _apply_override(config, item: str) -> None:
+  field, _, value = item.partition("=")
+  *parents, leaf = field.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  node[leaf] = type(node[leaf])(value)
+
+
+def run_one(module, variant: str, seed: int, workdir: str, overrides) -> dict:
+  """Trains one (variant, seed) unless its workdir already holds a finished run."""
+  result_path = os.path.join(workdir, "metrics.json")
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      return json.load(f)
+  config = module.get_config(f"{variant},seed={seed}" if variant else f"seed={seed}")
+  for item in overrides:
+    _apply_override(config, item)
+  start = time.time()
+  train.train_and_evaluate(config, workdir)
+  logging.info("%s seed %d done in %.0fs", variant, seed, time.time() - start)
+  with open(result_path) as f:
+    return json.load(f)
+
+
+def table_rows(runs_by_variant: dict[str, list[dict]]) -> dict[str, dict]:
+  """One row per variant (mean ± std over seeds) plus the reference rows (first variant's)."""
+  rows = {}
+  first = next(iter(runs_by_variant.values()))
+  for label, name in REFERENCE_ROWS.items():
+    if name in first[0]["results"]:
+      stats = evaluate.aggregate_seeds([{label: r["results"][name]} for r in first])[label]
+      rows[label] = {"d": "-", "K": "-", **stats}
+  for variant, runs in runs_by_variant.items():
+    kwargs = runs[0]["config"]["model"]["kwargs"]
+    stats = evaluate.aggregate_seeds([{"m": r["test"]} for r in runs])["m"]
+    rows[f"{runs[0]['model']} [{variant}]"] = {"d": kwargs.get("d", "-"),
+                                               "K": kwargs.get("K", "-"), **stats}
+  return rows
+
+
+def render(tables: dict[str, dict[str, dict]], seeds: int) -> str:
+  parts = []
+  for title, rows in tables.items():
+    parts.append(f"**{title}** (mean ± std over {seeds} seeds)\n\n"
+                 + evaluate.format_table(rows, columns=COLUMNS))
+  return "\n\n".join(parts) + "\n"
+
+
+def write_into_markdown(path: str, name: str, text: str) -> None:
+  """Replaces what stands between <!-- sweep:NAME --> and <!-- /sweep:NAME --> in `path`."""
+  with open(path) as f:
+    content = f.read()
+  begin, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
+  if begin not in content or end not in content:
+    raise ValueError(f"{path} has no {begin} ... {end} markers")
+  pattern = re.escape(begin) + ".*?" + re.escape(end)
+  content = re.sub(pattern, lambda _: f"{begin}\n{text}{end}", content, flags=re.S)
+  with open(path, "w") as f:
+    f.write(content)
+
+
+def main(argv):
+  del argv
+  module = load_config_module(_CONFIG.value)
+  sweep = module.get_sweep(_SWEEP.value)
+  tables = {}
+  for title, variants in sweep.items():
+    runs = {}
+    for variant in variants:
+      slug = re.sub(r"[^A-Za-z0-9=,._-]", "_", variant) or "default"
+      runs[variant] = [run_one(module, variant, seed,
+                               os.path.join(_WORKDIR.value, slug, f"seed{seed}"), _OVERRIDES.value)
+                       for seed in range(_SEEDS.value)]
+    tables[title] = table_rows(runs)
+  text = render(tables, _SEEDS.value)
+  with open(os.path.join(_WORKDIR.value, "tables.md"), "w") as f:
+    f.write(text)
+  if _README.value:
+    write_into_markdown(_README.value, _SWEEP.value, text)
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
