@@ -84,7 +84,7 @@ def aggregate_seeds(per_seed: Sequence[dict[str, dict[str, float]]]) -> dict[str
   return out
 
 
-def format_table(results: dict[str, dict[str, Any]],
+def format_table(results: dict[str, dict[str, Any]] | Sequence[tuple[str, dict[str, Any]]],
                  columns: Sequence[str] = TABLE_COLUMNS) -> str:
   """A markdown table in the papers' format: metrics in percent (mean ± std over seeds if given)."""
   def cell(value) -> str:
@@ -96,7 +96,8 @@ def format_table(results: dict[str, dict[str, Any]],
 
   lines = ["| Method | " + " | ".join(columns) + " |",
            "| --- | " + " | ".join("---:" for _ in columns) + " |"]
-  for name, row in results.items():
+  rows = results.items() if isinstance(results, dict) else results  # a list allows repeats
+  for name, row in rows:
     lines.append(f"| {name} | " + " | ".join(cell(row[c]) for c in columns) + " |")
   return "\n".join(lines)
 

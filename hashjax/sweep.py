@@ -66,23 +66,24 @@ def run_one(module, variant: str, seed: int, workdir: str, overrides) -> dict:
     return json.load(f)
 
 
-def table_rows(runs_by_variant: dict[str, list[dict]]) -> dict[str, dict]:
-  """One row per variant (mean ± std over seeds) plus the reference rows (first variant's)."""
-  rows = {}
+def table_rows(runs_by_variant: dict[str, list[dict]]) -> list[tuple[str, dict]]:
+  """The reference rows (from the first variant's runs), then one row per variant, each the
+  mean ± std over seeds. Rows are named by model, as in the paper; d and K tell them apart."""
+  rows = []
   first = next(iter(runs_by_variant.values()))
   for label, name in REFERENCE_ROWS.items():
     if name in first[0]["results"]:
       stats = evaluate.aggregate_seeds([{label: r["results"][name]} for r in first])[label]
-      rows[label] = {"d": "-", "K": "-", **stats}
-  for variant, runs in runs_by_variant.items():
+      rows.append((label, {"d": "-", "K": "-", **stats}))
+  for runs in runs_by_variant.values():
     kwargs = runs[0]["config"]["model"]["kwargs"]
     stats = evaluate.aggregate_seeds([{"m": r["test"]} for r in runs])["m"]
-    rows[f"{runs[0]['model']} [{variant}]"] = {"d": kwargs.get("d", "-"),
-                                               "K": kwargs.get("K", "-"), **stats}
+    rows.append((runs[0]["model"], {"d": kwargs.get("d", "-"), "K": kwargs.get("K", "-"),
+                                    **stats}))
   return rows
 
 
-def render(tables: dict[str, dict[str, dict]], seeds: int) -> str:
+def render(tables: dict[str, list], seeds: int) -> str:
   parts = []
   for title, rows in tables.items():
     parts.append(f"**{title}** (mean ± std over {seeds} seeds)\n\n"

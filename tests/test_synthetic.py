@@ -117,7 +117,9 @@ def test_corpus_statistics(world, posts):
   assert np.mean(np.diff(posts["user"][by_time]) != 0) > 0.5
   span = TINY.time_span_days * 86400
   assert posts["timestamp"].min() > synthetic.TIME_EPOCH
-  assert posts["timestamp"].max() < synthetic.TIME_EPOCH + 1.1 * span
+  # Gaps are exponential with mean (span - start) / n, so a user with few posts can overshoot
+  # the span by a fraction of it; the bound only checks nothing runs away.
+  assert posts["timestamp"].max() < synthetic.TIME_EPOCH + 1.5 * span
   assert len(world.caption_vocab) == len(set(world.caption_vocab)) == TINY.caption_vocab_size
   strings = world.tag_strings
   # Caption words that name a concept name one of the post's concepts; about half do.

@@ -63,6 +63,7 @@ class WorldConfig:
   num_concepts: int = 48
   num_tags: int = 1500  # total vocabulary, all kinds together
   num_groups: int = 8  # latent style groups
+  group_metadata_strength: float = 3.0  # how well age/gender/country predict the style group
   word_vector_dim: int = 50
   # Users.
   mean_posts_per_user: float = 20.0

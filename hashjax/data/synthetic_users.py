@@ -43,11 +43,15 @@ def make_groups(rng, num_groups):
   }
 
 
-def group_logits(age, gender, country, groups):
-  """log p(g | user) + const = -(age - a_g)^2 / 200 + 1.2 gender s_g + [country = c_g]."""
-  return (-(age[:, None] - groups["group_age"]) ** 2 / 200.0
-          + 1.2 * gender[:, None] * groups["group_gender"]
-          + 1.0 * (country[:, None] == groups["group_country"]))
+def group_logits(age, gender, country, groups, strength=1.0):
+  """log p(g | user) + const = strength (-(age - a_g)^2 / 200 + 1.2 gender s_g + [country = c_g]).
+
+  `strength` sets how much of a user's style the metadata reveals: the more, the more a model
+  that sees only metadata (Denton et al.) can learn of the self-expression effects.
+  """
+  return strength * (-(age[:, None] - groups["group_age"]) ** 2 / 200.0
+                     + 1.2 * gender[:, None] * groups["group_gender"]
+                     + 1.0 * (country[:, None] == groups["group_country"]))
 
 
 def sample_categorical(rng, logits):
@@ -69,7 +73,8 @@ def make_users(rng, config, cities, groups, concept_popularity):
   # Homes scatter ~10 km around the city centre.
   lat = cities["city_lat"][city] + 0.1 * rng.standard_normal(U)
   lon = cities["city_lon"][city] + 0.1 * rng.standard_normal(U)
-  group = sample_categorical(rng, group_logits(age, gender.astype(float), country, groups))
+  group = sample_categorical(rng, group_logits(age, gender.astype(float), country, groups,
+                                               config.group_metadata_strength))
 
   # Heavy-tailed activity: lognormal posts per user with the requested mean before clipping.
   sigma = config.posts_per_user_sigma

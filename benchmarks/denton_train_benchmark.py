@@ -1,0 +1,387 @@
+r"""Training-step throughput of the Denton et al. models at the paper's shape, WARP included.
+
+  python -m benchmarks.denton_train_benchmark --out=/tmp/denton_train.json
+
+Shape (Denton et al. KDD'15): n = 4096 image features, Y = 10,000 hashtags, d = 64, K = 100
+(3-way), 10-d user metadata, batches of B = 256 posts with ~2.7 positives each padded to T = 16,
+WARP with max_trials = 1000 and margin 0.1. For each model (bilinear, user_biased, multiplicative
+with hand_vjp True and False) the real step is timed: `hashjax.train.make_train_step` with
+`make_optimizer` and the config of `experiments/denton.py`, jitted with the state donated as in
+`train_and_evaluate`.
+
+Data: a planted task generated in memory (no input pipeline in the timing; the pipeline has its
+own benchmark). C = 500 concepts with Zipf popularity, each owning 20 hashtags; a post shows one
+concept (30%: two), its features are relu(concept prototypes + noise), L2-normalised and
+non-negative, its user's 10-d metadata encodes one of 8 style groups, and its 1 + Poisson(1.7)
+hashtags (cap 16; mean 2.7) are drawn without replacement from its concepts' tags with
+group-dependent preferences. Tag frequencies come out Zipf-like and the labels are learnable by
+every model (the user models can also learn the style).
+
+WARP's cost depends on the training phase: at init every negative violates the margin (one draw
+per positive); as the model learns, violators get rare and the sampler draws more. So every model
+is timed twice: at init and after `--train_steps` steps on fresh batches of the planted task. The
+step's own diagnostics (mean_draws, violator_found) are reported for the timed steps, with the
+held-out P@1 on the planted task to show the model did learn.
+
+FLOP/s are reported as a fraction of this machine's fp32 matmul peak, measured in the same run
+(the 2048^3 jitted matmul of benchmarks/topk_benchmark.py). Useful FLOPs of a step (matmuls only;
+x is data, so no gradient wrt x):
+  query tower forward + parameter backward:
+    bilinear        2Bnd + 2Bnd                            (x P_T; x^T dQ)
+    user_biased     + 2Bmd + 2Bmd                          (u Q_T; u^T dQ)
+    multiplicative  forward  2B m h + 2BhK + 2BnK + 2BKd   (user layer, u alpha, x gamma, H beta^T)
+                    backward 2BdK + 2BdK + 2BhK + 2BhK + 2BnK + 2B m h
+                             (dH, d beta, d alpha, du, d gamma, dW of the user layer)
+  WARP scores for sampling  2BdY
+  gathered-row loss         12 P d   (P real positives: 2 dots forward, 4 backward, d each)
+Pieces (`--pieces`, at init and after training) time each part alone to show where a step's time goes:
+query-tower forward+backward, the [B, Y] score matmul, the WARP sampler on those scores, the
+whole loss's value_and_grad, and the optimizer update + projection.
+
+Load from other jobs on the machine changes every number: os.getloadavg() is recorded before and
+after, and each rate is the median of `--repeats` timed windows.
+"""
+
+import functools
+import json
+import os
+import statistics
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments import denton as denton_experiment
+from hashjax import losses, models, topk
+from hashjax.models import Dims
+from hashjax.train import TrainState, make_optimizer, make_train_step
+
+_OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
+_MODELS = flags.DEFINE_list("models", ["bilinear", "user_biased", "multiplicative",
+                                       "multiplicative_autodiff"], "Models to time.")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 1000,
+                                    "Steps on the planted task before the 'trained' timing.")
+_TIMED_STEPS = flags.DEFINE_integer("timed_steps", 20, "Steps per timed window.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed windows per measurement (median reported).")
+_PIECES = flags.DEFINE_bool("pieces", True, "Also time the pieces of the step (after training).")
+_PIECE_REPEATS = flags.DEFINE_integer("piece_repeats", 40, "Timed calls per piece (median).")
+_PEAK_SECONDS = flags.DEFINE_float("peak_seconds", 3.0, "Duration of the matmul peak timing.")
+_BATCH = flags.DEFINE_integer("batch_size", 256, "Posts per step (the config's is 256).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the planted task and the models.")
+
+N, M, Y, T = 4096, 10, 10_000, 16   # features, user metadata, hashtags, tag slots
+CONCEPTS, GROUPS = 500, 8            # planted task: Y / CONCEPTS = 20 tags per concept
+TAGS_PER_CONCEPT = Y // CONCEPTS
+POOL = 8                             # distinct batches cycled through in a timed window
+EVAL_BATCHES = 4                     # held-out batches for the planted-task P@1
+
+# name -> (experiments/denton.py model, extra model kwargs)
+VARIANTS = {"bilinear": ("bilinear", {}), "user_biased": ("user_biased", {}),
+            "multiplicative": ("multiplicative", {"hand_vjp": True}),
+            "multiplicative_autodiff": ("multiplicative", {"hand_vjp": False})}
+
+
+# ---------------------------------------------------------------------------------------------
+# The planted task.
+
+
+def make_world(seed: int) -> dict:
+  """Concept prototypes, popularity and per-group tag preferences (see the module docstring)."""
+  k_proto, k_mask, k_style = jax.random.split(jax.random.key(seed), 3)
+  # Sparse non-negative prototypes (5% active dims), unit norm, like pooled CNN activations.
+  proto = (jax.random.exponential(k_proto, (CONCEPTS, N))
+           * jax.random.bernoulli(k_mask, 0.05, (CONCEPTS, N)))
+  proto = proto / jnp.linalg.norm(proto, axis=-1, keepdims=True)
+  concept_logp = -1.0 * jnp.log(jnp.arange(1, CONCEPTS + 1, dtype=jnp.float32))
+  # Within a concept a Zipf head (tag 0 most common) reweighted by the user's style group.
+  rank_logp = -1.0 * jnp.log(jnp.arange(1, TAGS_PER_CONCEPT + 1, dtype=jnp.float32))
+  style = jax.random.normal(k_style, (GROUPS, CONCEPTS, TAGS_PER_CONCEPT))
+  return {"proto": proto, "concept_logp": concept_logp,
+          "tag_logp": rank_logp + 1.0 * style}
+
+
+@functools.partial(jax.jit, static_argnames="batch_size")
+def sample_batch(world: dict, key: jax.Array, batch_size: int) -> dict:
+  """One batch of the planted task: features, user_meta, tag_ids, tag_mask (T slots)."""
+  ks = jax.random.split(key, 8)
+  b = batch_size
+  c1 = jax.random.categorical(ks[0], world["concept_logp"], shape=(b,))
+  c2 = jax.random.categorical(ks[1], world["concept_logp"], shape=(b,))
+  two = jax.random.bernoulli(ks[2], 0.3, (b,)) & (c2 != c1)
+  w1 = jnp.where(two, 0.65, 1.0)
+  w2 = jnp.where(two, 0.35, 0.0)
+  noise = jax.random.normal(ks[3], (b, N)) / jnp.sqrt(N)
+  x = jax.nn.relu(w1[:, None] * world["proto"][c1] + w2[:, None] * world["proto"][c2]
+                  + 1.0 * noise)
+  x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+  group = jax.random.randint(ks[4], (b,), 0, GROUPS)
+  meta = jnp.concatenate([jax.nn.one_hot(group, GROUPS),
+                          jax.random.uniform(ks[5], (b, M - GROUPS))], axis=-1)
+  # Candidates: the 20 tags of each concept; Gumbel-top-T on log p = draws without replacement.
+  logp = jnp.concatenate([jnp.log(w1)[:, None] + world["tag_logp"][group, c1],
+                          jnp.where(two, jnp.log(jnp.maximum(w2, 1e-9)), -jnp.inf)[:, None]
+                          + world["tag_logp"][group, c2]], axis=-1)
+  ids = jnp.concatenate([c1[:, None] * TAGS_PER_CONCEPT + jnp.arange(TAGS_PER_CONCEPT),
+                         c2[:, None] * TAGS_PER_CONCEPT + jnp.arange(TAGS_PER_CONCEPT)], axis=-1)
+  _, order = jax.lax.top_k(logp + jax.random.gumbel(ks[6], logp.shape), T)
+  count = jnp.minimum(1 + jax.random.poisson(ks[7], 1.7, (b,)), T)
+  count = jnp.minimum(count, jnp.where(two, 2, 1) * TAGS_PER_CONCEPT)
+  return {"features": x, "user_meta": meta,
+          "tag_ids": jnp.take_along_axis(ids, order, axis=1).astype(jnp.int32),
+          "tag_mask": jnp.arange(T)[None, :] < count[:, None]}
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOP counts and timing helpers.
+
+
+def useful_flops(name: str, model, b: int, positives: float) -> dict:
+  """Useful matmul FLOPs of one step (see the module docstring), by part."""
+  d = model.d
+  if name == "bilinear":
+    tower = 4 * b * N * d
+  elif name == "user_biased":
+    tower = 4 * b * N * d + 4 * b * (model.user_hidden or M) * d
+    if model.user_hidden:
+      tower += 4 * b * M * model.user_hidden
+  else:
+    h, k = model.user_hidden or M, model.K
+    fwd = 2 * b * h * k + 2 * b * N * k + 2 * b * k * d
+    bwd = 4 * b * d * k + 4 * b * h * k + 2 * b * N * k
+    if model.user_hidden:
+      fwd += 2 * b * M * h
+      bwd += 2 * b * M * h
+    tower = fwd + bwd
+  scores = 2 * b * d * Y
+  loss = 12 * positives * d
+  return {"tower": tower, "scores": scores, "loss": loss, "total": tower + scores + loss}
+
+
+def matmul_peak(min_seconds: float) -> float:
+  """fp32 FLOP/s of a 2048^3 jitted matmul (as in benchmarks/topk_benchmark.py)."""
+  a = jnp.ones((2048, 2048), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  calls, start = 0, time.perf_counter()
+  while time.perf_counter() - start < min_seconds or calls < 2:
+    f(a).block_until_ready()
+    calls += 1
+  return 2 * 2048 ** 3 * calls / (time.perf_counter() - start)
+
+
+def median_seconds(fns: dict, repeats: int) -> dict:
+  """Median wall time of each fn() (which must block) over `repeats` calls, after one warm-up.
+
+  Calls are interleaved (a, b, c, a, b, c, ...) so that load from other processes on a shared
+  machine hits every piece alike (as in benchmarks/three_way_grad_benchmark.py).
+  """
+  for fn in fns.values():
+    fn()
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
+def timed_steps(step, state, pool, steps: int, repeats: int):
+  """Runs `repeats` windows of `steps` steps; returns (state, median s/step, mean metrics)."""
+  per_step, metrics = [], []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    window = []
+    for i in range(steps):
+      state, m = step(state, pool[i % len(pool)])
+      window.append(m)
+    jax.block_until_ready(state)
+    per_step.append((time.perf_counter() - start) / steps)
+    metrics.extend(jax.device_get(window))
+  mean = {k: float(np.mean([m[k] for m in metrics])) for k in ("mean_draws", "violator_found",
+                                                                "loss")}
+  return state, statistics.median(per_step), mean
+
+
+def planted_p_at_1(model, params, eval_pool) -> float:
+  """Share of held-out posts whose top-scored tag is one of their tags."""
+  hits, total = 0, 0
+  for batch in eval_pool:
+    q = model.query(params, batch)
+    _, ids = topk.top_k_two_tower(np.asarray(q), np.asarray(model.tags(params)), 1)
+    mask = np.asarray(batch["tag_mask"])
+    hit = (np.asarray(batch["tag_ids"]) == np.asarray(ids)[:, :1]) & mask
+    hits += int(hit.any(axis=1).sum())
+    total += mask.shape[0]
+  return hits / total
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces of the step.
+
+
+def time_pieces(model, config, tx, state, pool, repeats: int) -> dict:
+  """ms of each part of the step alone, at the given state, on the pool's first batch."""
+  batch = pool[0]
+  params = state.params
+  tower_params = {k: v for k, v in params.items() if k != "V"}
+  cot = jax.random.normal(jax.random.key(1), (batch["features"].shape[0], model.d))
+  key = jax.random.PRNGKey(2)  # a raw key, as the step's fold_in(state.key, step)
+
+  @jax.jit
+  def tower(tp, batch):
+    return jax.grad(lambda tp: jnp.sum(model.query({**tp, "V": params["V"]}, batch) * cot))(tp)
+
+  score = jax.jit(lambda q, v: q @ v.T)
+  sampler = jax.jit(functools.partial(losses.warp_sample, margin=config.margin,
+                                      max_trials=config.max_trials))
+
+  def loss_fn(p, batch, key):
+    per, _ = losses.warp_loss_two_tower(key, model.query(p, batch), model.tags(p),
+                                        batch["tag_ids"], batch["tag_mask"], margin=config.margin,
+                                        max_trials=config.max_trials)
+    return per.sum() / batch["tag_ids"].shape[0]
+
+  loss_grad = jax.jit(jax.value_and_grad(loss_fn))
+
+  @jax.jit
+  def update(grads, opt_state, p):
+    updates, opt_state = tx.update(grads, opt_state, p)
+    return model.project(optax.apply_updates(p, updates)), opt_state
+
+  q = jax.jit(model.query)(params, batch)
+  scores = score(q, params["V"])
+  _, grads = loss_grad(params, batch, key)
+  ids, mask = batch["tag_ids"], batch["tag_mask"]
+  out = median_seconds({
+      "tower_fwd_bwd": lambda: jax.block_until_ready(tower(tower_params, batch)),
+      "score_matmul": lambda: score(q, params["V"]).block_until_ready(),
+      "warp_sampler": lambda: jax.block_until_ready(sampler(key, scores, ids, mask)),
+      "loss_value_and_grad": lambda: jax.block_until_ready(loss_grad(params, batch, key)),
+      "optimizer_update_project": lambda: jax.block_until_ready(
+          update(grads, state.opt_state, params)),
+  }, repeats)
+  return {k: 1e3 * v for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run_model(name: str, world, pool, eval_pool, positives: float, peak: float) -> dict:
+  model_name, extra = VARIANTS[name]
+  config = denton_experiment.get_config(f"model={model_name}")
+  config.batch_size = _BATCH.value
+  kwargs = dict(config.model.kwargs, **extra)
+  model = models.make_model(model_name, **kwargs)
+  tx = make_optimizer(config)
+  dims = Dims(N, M, Y)
+  init_key, state_key = jax.random.split(jax.random.PRNGKey(_SEED.value + 1))
+  params = model.init(init_key, dims)
+  state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), state_key)
+  step = jax.jit(make_train_step(model, config, tx), donate_argnums=0)
+  flops = useful_flops(model_name, model, _BATCH.value, positives)
+  b = _BATCH.value
+
+  compile_start = time.perf_counter()
+  state, _ = step(state, pool[0])  # compiles (one real step: state stays at init for all purposes)
+  jax.block_until_ready(state)
+  compile_s = time.perf_counter() - compile_start
+
+  def phase(state, label):
+    state, sec, metrics = timed_steps(step, state, pool, _TIMED_STEPS.value, _REPEATS.value)
+    rate = {"phase": label, "step": int(state.step), "ms_per_step": 1e3 * sec,
+            "steps_per_s": 1 / sec, "posts_per_s": b / sec, "positives_per_s": positives / sec,
+            "gflops": flops["total"] / sec / 1e9, "fraction_of_peak": flops["total"] / sec / peak,
+            **metrics, "planted_p_at_1": planted_p_at_1(model, state.params, eval_pool)}
+    print(f"  {name:24s} {label:8s} step {rate['step']:5d}: {rate['ms_per_step']:7.2f} ms/step "
+          f"{rate['positives_per_s']:9,.0f} pos/s  draws {metrics['mean_draws']:6.1f} "
+          f"found {metrics['violator_found']:.2f}  P@1 {rate['planted_p_at_1']:.3f}", flush=True)
+    return state, rate
+
+  state, at_init = phase(state, "init")
+  pieces = {}
+  if _PIECES.value:
+    pieces["init"] = time_pieces(model, config, tx, state, pool, _PIECE_REPEATS.value)
+  train_start = time.perf_counter()
+  key = jax.random.key(_SEED.value + 1000)
+  log = []
+  for i in range(_TRAIN_STEPS.value):
+    state, m = step(state, sample_batch(world, jax.random.fold_in(key, i), _BATCH.value))
+    if (i + 1) % max(1, _TRAIN_STEPS.value // 4) == 0:
+      m = jax.device_get(m)
+      log.append({"step": int(state.step), **{k: float(v) for k, v in m.items()}})
+  jax.block_until_ready(state)
+  train_s = time.perf_counter() - train_start
+  state, trained = phase(state, "trained")
+  out = {"model": name, "config_model": model_name, "model_kwargs": kwargs,
+         "compile_s": compile_s, "useful_mflop_per_step": {k: v / 1e6 for k, v in flops.items()},
+         "init": at_init, "trained": trained, "training": {"steps": _TRAIN_STEPS.value,
+                                                         "seconds": train_s, "log": log}}
+  if _PIECES.value:
+    pieces["trained"] = time_pieces(model, config, tx, state, pool, _PIECE_REPEATS.value)
+    for label, ph in (("init", at_init), ("trained", trained)):
+      pieces[label]["full_step"] = ph["ms_per_step"]
+      print(f"    pieces at {label} (ms): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in pieces[label].items()), flush=True)
+    out["pieces_ms"] = pieces
+  return out
+
+
+def main(argv):
+  del argv
+  load_before = os.getloadavg()
+  print(f"load average before: {load_before}")
+  peak = matmul_peak(_PEAK_SECONDS.value)
+  print(f"fp32 matmul peak here: {peak / 1e9:.1f} GFLOP/s")
+  world = make_world(_SEED.value)
+  key = jax.random.key(_SEED.value)
+  pool = [sample_batch(world, jax.random.fold_in(key, 10_000 + i), _BATCH.value)
+          for i in range(POOL)]
+  eval_pool = [sample_batch(world, jax.random.fold_in(key, 20_000 + i), _BATCH.value)
+               for i in range(EVAL_BATCHES)]
+  positives = float(np.mean([np.asarray(b["tag_mask"]).sum() for b in pool]))
+  counts = np.bincount(np.concatenate([np.asarray(b["tag_ids"])[np.asarray(b["tag_mask"])]
+                                       for b in pool]), minlength=Y)
+  print(f"planted task: {positives / _BATCH.value:.2f} positives per post, "
+        f"{(counts > 0).sum()} distinct tags in {POOL} batches, top tag share "
+        f"{counts.max() / counts.sum():.3f}")
+  results = {"machine": {"nproc": os.cpu_count(), "jax": jax.__version__,
+                         "matmul_peak_gflops": peak / 1e9},
+             "shape": {"n": N, "Y": Y, "d": 64, "K": 100, "user_meta": M, "B": _BATCH.value,
+                       "T": T, "max_trials": 1000, "margin": 0.1,
+                       "positives_per_batch": positives},
+             "load_before": load_before, "models": []}
+  for name in _MODELS.value:
+    results["models"].append(run_model(name, world, pool, eval_pool, positives, peak))
+  results["load_after"] = os.getloadavg()
+
+  print(f"\nfp32 matmul peak {peak / 1e9:.1f} GFLOP/s; B={_BATCH.value}, "
+        f"{positives / _BATCH.value:.2f} positives/post; load {load_before} -> "
+        f"{results['load_after']}")
+  print("| model | phase | ms/step | posts/s | positives/s | mean draws | violator found "
+        "| GFLOP/s | fraction of peak | planted P@1 |")
+  print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+  for r in results["models"]:
+    for ph in (r["init"], r["trained"]):
+      print(f"| {r['model']} | {ph['phase']} (step {ph['step']}) | {ph['ms_per_step']:.1f} "
+            f"| {ph['posts_per_s']:,.0f} | {ph['positives_per_s']:,.0f} | {ph['mean_draws']:.1f} "
+            f"| {ph['violator_found']:.2f} | {ph['gflops']:.1f} | {ph['fraction_of_peak']:.3f} "
+            f"| {ph['planted_p_at_1']:.3f} |")
+  if _PIECES.value:
+    names = list(results["models"][0]["pieces_ms"]["init"])
+    print("\nms per piece, each timed alone (full_step: from the table above)")
+    print("| model | phase | " + " | ".join(names) + " |")
+    print("| --- | --- |" + " ---: |" * len(names))
+    for r in results["models"]:
+      for label, piece in r["pieces_ms"].items():
+        print(f"| {r['model']} | {label} | " + " | ".join(f"{piece[n]:.2f}" for n in names) + " |")
+  if _OUT.value:
+    with open(_OUT.value, "w") as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main)
