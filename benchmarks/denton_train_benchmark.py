@@ -19,9 +19,10 @@ every model (the user models can also learn the style).
 
 WARP's cost depends on the training phase: at init every negative violates the margin (one draw
 per positive); as the model learns, violators get rare and the sampler draws more. So every model
-is timed twice: at init and after `--train_steps` steps on fresh batches of the planted task. The
-step's own diagnostics (mean_draws, violator_found) are reported for the timed steps, with the
-held-out P@1 on the planted task to show the model did learn.
+is timed twice: at init and after `--train_steps` steps on fresh batches of the planted task. Each
+timed window of `--timed_steps` real steps restarts from a copy of the phase's state, so the
+measurement stays at that phase. The step's own diagnostics (mean_draws, violator_found) are
+reported for the timed steps, with the held-out P@1 on the planted task to show the model learned.
 
 FLOP/s are reported as a fraction of this machine's fp32 matmul peak, measured in the same run
 (the 2048^3 jitted matmul of benchmarks/topk_benchmark.py). Useful FLOPs of a step (matmuls only;
@@ -55,6 +56,7 @@ import numpy as np
 import optax
 
 from experiments import denton as denton_experiment
+from benchmarks.common import matmul_peak, median_seconds
 from hashjax import losses, models, topk
 from hashjax.models import Dims
 from hashjax.train import TrainState, make_optimizer, make_train_step
@@ -75,7 +77,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the planted task and the models
 N, M, Y, T = 4096, 10, 10_000, 16   # features, user metadata, hashtags, tag slots
 CONCEPTS, GROUPS = 500, 8            # planted task: Y / CONCEPTS = 20 tags per concept
 TAGS_PER_CONCEPT = Y // CONCEPTS
-POOL = 8                             # distinct batches cycled through in a timed window
+POOL = 20                            # distinct batches of a timed window (--timed_steps <= 20
+                                     # sees each once)
 EVAL_BATCHES = 4                     # held-out batches for the planted-task P@1
 
 # name -> (experiments/denton.py model, extra model kwargs)
@@ -160,50 +163,27 @@ def useful_flops(name: str, model, b: int, positives: float) -> dict:
   return {"tower": tower, "scores": scores, "loss": loss, "total": tower + scores + loss}
 
 
-def matmul_peak(min_seconds: float) -> float:
-  """fp32 FLOP/s of a 2048^3 jitted matmul (as in benchmarks/topk_benchmark.py)."""
-  a = jnp.ones((2048, 2048), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  calls, start = 0, time.perf_counter()
-  while time.perf_counter() - start < min_seconds or calls < 2:
-    f(a).block_until_ready()
-    calls += 1
-  return 2 * 2048 ** 3 * calls / (time.perf_counter() - start)
+def timed_steps(step, start, pool, steps: int, repeats: int):
+  """Times `repeats` windows of `steps` steps, each from a fresh copy of the state `start`.
 
-
-def median_seconds(fns: dict, repeats: int) -> dict:
-  """Median wall time of each fn() (which must block) over `repeats` calls, after one warm-up.
-
-  Calls are interleaved (a, b, c, a, b, c, ...) so that load from other processes on a shared
-  machine hits every piece alike (as in benchmarks/three_way_grad_benchmark.py).
+  Restarting every window from the same state keeps the measurement at one training phase (the
+  step donates its input, so each window gets its own copy). Returns (median s/step, metrics
+  averaged over every timed step).
   """
-  for fn in fns.values():
-    fn()
-  times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in times.items()}
-
-
-def timed_steps(step, state, pool, steps: int, repeats: int):
-  """Runs `repeats` windows of `steps` steps; returns (state, median s/step, mean metrics)."""
   per_step, metrics = [], []
   for _ in range(repeats):
-    start = time.perf_counter()
+    state = jax.block_until_ready(jax.tree.map(jnp.copy, start))
+    begin = time.perf_counter()
     window = []
     for i in range(steps):
       state, m = step(state, pool[i % len(pool)])
       window.append(m)
     jax.block_until_ready(state)
-    per_step.append((time.perf_counter() - start) / steps)
+    per_step.append((time.perf_counter() - begin) / steps)
     metrics.extend(jax.device_get(window))
   mean = {k: float(np.mean([m[k] for m in metrics])) for k in ("mean_draws", "violator_found",
                                                                 "loss")}
-  return state, statistics.median(per_step), mean
+  return statistics.median(per_step), mean
 
 
 def planted_p_at_1(model, params, eval_pool) -> float:
@@ -286,12 +266,11 @@ def run_model(name: str, world, pool, eval_pool, positives: float, peak: float) 
   b = _BATCH.value
 
   compile_start = time.perf_counter()
-  state, _ = step(state, pool[0])  # compiles (one real step: state stays at init for all purposes)
-  jax.block_until_ready(state)
+  jax.block_until_ready(step(jax.tree.map(jnp.copy, state), pool[0]))  # compiles
   compile_s = time.perf_counter() - compile_start
 
   def phase(state, label):
-    state, sec, metrics = timed_steps(step, state, pool, _TIMED_STEPS.value, _REPEATS.value)
+    sec, metrics = timed_steps(step, state, pool, _TIMED_STEPS.value, _REPEATS.value)
     rate = {"phase": label, "step": int(state.step), "ms_per_step": 1e3 * sec,
             "steps_per_s": 1 / sec, "posts_per_s": b / sec, "positives_per_s": positives / sec,
             "gflops": flops["total"] / sec / 1e9, "fraction_of_peak": flops["total"] / sec / peak,
@@ -299,9 +278,9 @@ def run_model(name: str, world, pool, eval_pool, positives: float, peak: float) 
     print(f"  {name:24s} {label:8s} step {rate['step']:5d}: {rate['ms_per_step']:7.2f} ms/step "
           f"{rate['positives_per_s']:9,.0f} pos/s  draws {metrics['mean_draws']:6.1f} "
           f"found {metrics['violator_found']:.2f}  P@1 {rate['planted_p_at_1']:.3f}", flush=True)
-    return state, rate
+    return rate
 
-  state, at_init = phase(state, "init")
+  at_init = phase(state, "init")
   pieces = {}
   if _PIECES.value:
     pieces["init"] = time_pieces(model, config, tx, state, pool, _PIECE_REPEATS.value)
@@ -315,8 +294,9 @@ def run_model(name: str, world, pool, eval_pool, positives: float, peak: float) 
       log.append({"step": int(state.step), **{k: float(v) for k, v in m.items()}})
   jax.block_until_ready(state)
   train_s = time.perf_counter() - train_start
-  state, trained = phase(state, "trained")
+  trained = phase(state, "trained")
   out = {"model": name, "config_model": model_name, "model_kwargs": kwargs,
+         "learning_rate": config.learning_rate, "momentum": config.momentum,
          "compile_s": compile_s, "useful_mflop_per_step": {k: v / 1e6 for k, v in flops.items()},
          "init": at_init, "trained": trained, "training": {"steps": _TRAIN_STEPS.value,
                                                          "seconds": train_s, "log": log}}

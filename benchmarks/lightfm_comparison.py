@@ -25,12 +25,12 @@ Test scores: user representations of the test posts' features times the item rep
 (plus item biases; the per-post bias does not change a ranking), top 10, and the metrics of
 hashjax.metrics.ranking_metrics, after every epoch.
 
-hashjax: the bilinear model (d = 64, the config of experiments/denton.py: SGD lr 0.01, momentum
-0.9, init std 0.001, margin 0.1, max_trials 1000, batches of 256) trained for the same number of
+hashjax: the bilinear model (d = 64, the config of experiments/denton.py: SGD with momentum 0.9,
+init std 0.001, margin 0.1, max_trials 1000, batches of 256) trained for the same number of
 epochs with hashjax.train.train_and_evaluate (no validation passes, so the learning rate stays
-fixed), evaluated on the same test posts; once at the config's learning rate 0.01 and once at 0.1
-(--hashjax_learning_rates), and (--equal_time) at 0.01 for as many epochs as LightFM's training
-time buys at hashjax's measured rate (capped at --max_equal_time_epochs). The frequency baselines
+fixed), evaluated on the same test posts; once at the config's learning rate and once at the
+paper's 0.01 (--hashjax_learning_rates), and (--equal_time) at the config's for as many epochs as
+LightFM's training time buys at hashjax's measured rate (capped at --max_equal_time_epochs). The frequency baselines
 and the oracles of the synthetic world (from the trainer's report) are listed for scale. Its throughput is the trainer's own examples/s (input
 pipeline included, median over log intervals, the first one, which compiles, left out) times the
 mean number of positives per training post. LightFM's is positive pairs (interactions) per second
@@ -109,8 +109,9 @@ def _define_flags():
   flags.DEFINE_integer("epochs", 5, "Training epochs, for both methods.")
   flags.DEFINE_float("lightfm_learning_rate", 0.05, "LightFM adagrad learning rate.")
   flags.DEFINE_integer("seed", 0, "Dataset and training seed.")
-  flags.DEFINE_list("hashjax_learning_rates", ["0.01", "0.1"],
-                    "hashjax runs of --epochs epochs, one per learning rate (0.01 is the config's).")
+  flags.DEFINE_list("hashjax_learning_rates", ["config", "0.01"],
+                    "hashjax runs of --epochs epochs, one per learning rate; 'config' = the one of "
+                    "experiments/denton.py; 0.01 = the paper's.")
   flags.DEFINE_bool("equal_time", True, "Also train hashjax (config lr) for as many epochs as "
                     "LightFM's training time buys at hashjax's measured rate.")
   flags.DEFINE_integer("max_equal_time_epochs", 200, "Cap on the equal-time run's epochs.")
@@ -118,17 +119,24 @@ def _define_flags():
 
 
 def _build_or_reuse(directory: str, seed: int) -> None:
+  """Builds the dataset unless one from exactly this recipe (same generator config) is there."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
   from hashjax.data import build_synthetic, format as fmt  # pylint: disable=g-import-not-at-top
+  from hashjax.data.synthetic import PRESETS  # pylint: disable=g-import-not-at-top
+  overrides = {"feature_dim": 1024}
+  # Through JSON, as the metadata stores it (tuples become lists).
+  expected = json.loads(json.dumps(dataclasses.asdict(
+      dataclasses.replace(PRESETS["default"], **overrides))))
   try:
     meta = fmt.read_metadata(directory)
     prov = meta["provenance"]
-    if (prov["preset"], prov["seed"], meta["split_scheme"], meta["feature_dim"]) == (
-        "default", seed, "user_disjoint", 1024):
+    if (prov["preset"], prov["seed"], meta["split_scheme"], prov["config"]) == (
+        "default", seed, "user_disjoint", expected):
       return
-    raise SystemExit(f"{directory} holds another dataset; pass another --data_dir")
+    print(f"{directory} holds a dataset from another recipe or generator version: rebuilding")
   except fmt.DatasetError:
     pass
-  build_synthetic.build_synthetic(directory, preset="default", overrides={"feature_dim": 1024},
+  build_synthetic.build_synthetic(directory, preset="default", overrides=overrides,
                                   split_scheme="user_disjoint", seed=seed, overwrite=True)
 
 
@@ -215,19 +223,26 @@ def main(argv):
       results["lightfm"] = {"config": cfg, "per_epoch": per_epoch, "positives_per_s": rate,
                             "subprocess_wall_s": lfm["subprocess_wall_s"]}
       rows.append((f"LightFM WARP (d=64, {f.epochs} epochs)", rate, per_epoch[-1]))
-    runs = [(f.epochs, float(lr)) for lr in f.hashjax_learning_rates]
     results["hashjax_bilinear"] = []
-    for i, (epochs, lr) in enumerate(runs):
-      hj = run_hashjax(dataset, epochs, f.seed, os.path.join(tmp, f"hashjax{i}"), lr)
+
+    def hashjax_row(epochs: int, lr: float | None) -> dict:
+      workdir = os.path.join(tmp, f"hashjax{len(results['hashjax_bilinear'])}")
+      hj = run_hashjax(dataset, epochs, f.seed, workdir, lr)
       hj["positives_per_s"] = hj["examples_per_s"] * positives_per_post
       results["hashjax_bilinear"].append(hj)
-      rows.append((f"hashjax bilinear WARP (d=64, lr {lr:g}, {epochs} epochs)",
+      rows.append((f"hashjax bilinear WARP (d=64, lr {hj['learning_rate']:g}, {epochs} epochs)",
                    hj["positives_per_s"], hj["test"]))
-      if i == 0 and f.equal_time and "lightfm" in results:
-        # Train the config's recipe for LightFM's training time, at the rate just measured.
-        lfm_seconds = sum(e["seconds"] for e in results["lightfm"]["per_epoch"])
-        budget = lfm_seconds * hj["positives_per_s"] / results["dataset"]["train_positives"]
-        runs.insert(1, (int(min(max(budget, 1), f.max_equal_time_epochs)), lr))
+      return hj
+
+    learning_rates = [None if lr == "config" else float(lr) for lr in f.hashjax_learning_rates]
+    first = hashjax_row(f.epochs, learning_rates[0])
+    if f.equal_time and "lightfm" in results:
+      # The first recipe, trained for LightFM's training time at the rate just measured.
+      lfm_seconds = sum(e["seconds"] for e in results["lightfm"]["per_epoch"])
+      budget = lfm_seconds * first["positives_per_s"] / results["dataset"]["train_positives"]
+      hashjax_row(int(min(max(budget, 1), f.max_equal_time_epochs)), learning_rates[0])
+    for lr in learning_rates[1:]:
+      hashjax_row(f.epochs, lr)
     reference = results["hashjax_bilinear"][0]["reference"]
     for name, m in reference.items():
       if "bilinear" not in name.lower():

@@ -20,8 +20,6 @@ import functools
 import json
 import os
 import re
-import statistics
-import time
 
 from absl import app, flags
 import jax
@@ -29,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks.common import matmul_peak, median_seconds
 from hashjax.models import Dims, make_model
 from hashjax.models import denton
 
@@ -41,33 +40,9 @@ _STEPS = flags.DEFINE_integer("steps", 3000, "SGD steps per run of the init stud
 N, M, D, K = 4096, 24, 64, 100  # the paper's descriptor, user layer, embedding and factor sizes
 
 
-def median_seconds(fns: dict, repeats: int) -> dict:
-  """Median wall time of each fn() over `repeats` calls, after one warm-up (compiling) call.
-
-  The calls are interleaved (a, b, a, b, ...) so that load from other processes on a shared
-  machine hits every variant alike and the ratios stay meaningful even when absolute times drift.
-  """
-  for fn in fns.values():
-    jax.block_until_ready(fn())
-  times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      jax.block_until_ready(fn())
-      times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in times.items()}
-
-
 def num_dots(jitted, *args) -> int:
   """Matmuls in the optimised HLO: shows whether XLA did the same work for both versions."""
   return len(re.findall(r" dot\(", jitted.lower(*args).compile().as_text()))
-
-
-def matmul_peak(repeats: int) -> float:
-  """fp32 FLOP/s of a jitted 2048^3 matmul: the machine's practical ceiling."""
-  a = jnp.ones((2048, 2048), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  return 2 * 2048 ** 3 / median_seconds({"peak": lambda: f(a)}, repeats)["peak"]
 
 
 def grad_flops(b: int, with_x: bool) -> int:
@@ -181,7 +156,7 @@ def init_study(steps: int) -> list[dict]:
 
 def main(argv):
   del argv
-  peak = matmul_peak(_REPEATS.value)
+  peak = matmul_peak()
   results = {"machine": {"nproc": os.cpu_count(), "jax": jax.__version__,
                          "matmul_peak_gflops": peak / 1e9},
              "shape": {"n": N, "m": M, "d": D, "K": K}, "grad": []}

@@ -9,13 +9,12 @@ same run with a large jitted matmul), and the numpy path used by non-two-tower s
 
 import json
 import os
-import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import matmul_peak, timed
 from hashjax import topk
 
 _OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
@@ -23,24 +22,6 @@ _SECONDS = flags.DEFINE_float("seconds", 3.0, "Minimum timed duration per measur
 
 # (num_posts, num_tags, dim, k): the paper-scale test set, and Durand's open vocabulary size.
 SHAPES = [(20_000, 10_000, 64, 10), (100_000, 10_000, 64, 10), (2_000, 500_000, 64, 10)]
-
-
-def timed(fn, min_seconds: float) -> float:
-  """Seconds per call of fn (after one warm-up call that also compiles)."""
-  fn()
-  calls, start = 0, time.perf_counter()
-  while time.perf_counter() - start < min_seconds or calls < 2:
-    fn()
-    calls += 1
-  return (time.perf_counter() - start) / calls
-
-
-def matmul_peak(min_seconds: float) -> float:
-  """fp32 FLOP/s of a 2048^3 jitted matmul: the reference every fraction is taken of."""
-  a = jnp.ones((2048, 2048), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  seconds = timed(lambda: f(a).block_until_ready(), min_seconds)
-  return 2 * 2048 ** 3 / seconds
 
 
 def main(argv):

@@ -16,13 +16,13 @@ several (chunk_size, buffer_size); and the gathered-rows gradient of
 
 import json
 import os
-import time
 
 from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import timed
 from hashjax import losses
 
 _OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
@@ -37,16 +37,6 @@ REGIMES = {"init": 0.0, "mid": 0.2, "late": 2.0}
 # positive, stopping when the whole batch is done; the rest: the work queue.
 VARIANTS = [(MAX_TRIALS, B * T), (32, B * T), (32, 256), (128, 256), (256, 256), (512, 128)]
 DEFAULT = (256, 256)
-
-
-def timed(fn, min_seconds: float) -> float:
-  """Seconds per call of fn (after one warm-up call that also compiles)."""
-  fn()
-  calls, start = 0, time.perf_counter()
-  while time.perf_counter() - start < min_seconds or calls < 2:
-    fn()
-    calls += 1
-  return (time.perf_counter() - start) / calls
 
 
 def make_batch(rng, alpha: float):

@@ -18,7 +18,6 @@ import re
 import time
 
 from absl import app, flags, logging
-import numpy as np
 
 from hashjax import baselines, evaluate, train
 

@@ -11,9 +11,7 @@ and the learning-rate schedule's state; the step's random key is fold_in(seed ke
 """
 
 import dataclasses
-import json
 import os
-import time
 from typing import Any
 
 from absl import logging

@@ -1,0 +1,44 @@
+"""Timing helpers shared by the benchmarks: repeat until measurable, and the machine's peak."""
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def timed(fn, min_seconds: float) -> float:
+  """Seconds per call of fn(), after one warm-up call that also compiles.
+
+  Results are waited for (jax dispatches asynchronously), so the time is the computation's.
+  """
+  jax.block_until_ready(fn())
+  calls, start = 0, time.perf_counter()
+  while time.perf_counter() - start < min_seconds or calls < 2:
+    jax.block_until_ready(fn())
+    calls += 1
+  return (time.perf_counter() - start) / calls
+
+
+def median_seconds(fns: dict, repeats: int) -> dict:
+  """Median wall time of each fn() (waited for) over `repeats` calls, after a warm-up.
+
+  Calls are interleaved (a, b, c, a, b, c, ...) so that load from other processes on a shared
+  machine hits every variant alike.
+  """
+  for fn in fns.values():
+    jax.block_until_ready(fn())
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn())
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
+def matmul_peak(min_seconds: float = 2.0) -> float:
+  """fp32 FLOP/s of a jitted 2048^3 matmul: the ceiling every 'fraction of peak' refers to."""
+  a = jnp.ones((2048, 2048), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  return 2 * 2048 ** 3 / timed(lambda: f(a), min_seconds)
