@@ -7,9 +7,11 @@ Presets (hashjax/data/synthetic.py): tiny (tests), default (the main job), paper
 10k hashtags, >= 1M posts; streamed to disk, use --feature_dtype=float16 to halve its size).
 """
 
+import dataclasses
+
 from absl import app, flags
 
-from hashjax.data import build_synthetic, format as fmt
+from hashjax.data import build_synthetic, format as fmt, synthetic
 
 _OUT = flags.DEFINE_string("out", None, "Dataset directory to write.", required=True)
 _PRESET = flags.DEFINE_enum("preset", "default", ["tiny", "default", "paper"], "World size.")
@@ -20,13 +22,29 @@ _DTYPE = flags.DEFINE_enum("feature_dtype", "float32", ["float32", "float16"],
                            "On-disk dtype of image features (always read as float32).")
 _SHARD = flags.DEFINE_integer("posts_per_shard", 50_000, "Posts per shard.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing directory.")
+_SET = flags.DEFINE_multi_string("set", [], "WorldConfig overrides FIELD=VALUE, e.g. "
+                                 "--set=num_users=500 (recorded in the provenance).")
+
+
+def parse_overrides(items: list[str]) -> dict:
+  """FIELD=VALUE strings -> typed WorldConfig overrides (the type of the preset's value)."""
+  fields = {f.name: f for f in dataclasses.fields(synthetic.WorldConfig)}
+  overrides = {}
+  for item in items:
+    name, sep, value = item.partition("=")
+    if not sep or name not in fields:
+      raise app.UsageError(f"--set={item}: expected FIELD=VALUE with FIELD a WorldConfig field")
+    kind = type(getattr(synthetic.PRESETS["default"], name))
+    overrides[name] = kind(value)
+  return overrides
 
 
 def main(argv):
   del argv
   build_synthetic.build_synthetic(_OUT.value, preset=_PRESET.value, seed=_SEED.value,
                                   split_scheme=_SPLIT.value, feature_dtype=_DTYPE.value,
-                                  posts_per_shard=_SHARD.value, overwrite=_OVERWRITE.value)
+                                  posts_per_shard=_SHARD.value, overwrite=_OVERWRITE.value,
+                                  overrides=parse_overrides(_SET.value))
 
 
 if __name__ == "__main__":
