@@ -10,15 +10,7 @@ import time
 import jax
 import ml_collections
 
-from hashjax import baselines, evaluate, report
-from hashjax.data.reader import PostDataset
-
-
-def _describe(dataset: PostDataset) -> str:
-  meta = dataset.metadata
-  return (f"`{dataset.directory}` ({meta['split_scheme']} split; {meta['counts']['train']} train"
-          f" / {meta['counts']['test']} test posts; {meta['num_tags']} hashtags; feature dim "
-          f"{meta['feature_dim']})")
+from hashjax import evaluate, report
 
 
 def run(config, workdir: str) -> dict:
@@ -30,10 +22,8 @@ def run(config, workdir: str) -> dict:
     data_config = ml_collections.ConfigDict(config.data.to_dict())
     data_config.seed = seed
     dataset = report.resolve_dataset(data_config)
-    per_seed.append(evaluate.evaluate_scorers(baselines.reference_scorers(dataset), dataset,
-                                              config.eval.split, ks=tuple(config.eval.ks),
-                                              batch_size=config.eval.batch_size))
-    described.append(_describe(dataset))
+    per_seed.append(report.reference_results(dataset, config.eval.split, None, config))
+    described.append(report.describe_dataset(dataset))
   results = evaluate.aggregate_seeds(per_seed) if len(seeds) > 1 else per_seed[0]
   table = evaluate.format_table(results)
   header = (f"# Reference rankers, {config.eval.split} split, "

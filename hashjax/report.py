@@ -78,6 +78,13 @@ class Throughput:
             "eta_s": (self.total - step) / max(rate, 1e-9)}
 
 
+def describe_dataset(dataset: PostDataset) -> str:
+  meta = dataset.metadata
+  return (f"`{dataset.directory}` ({meta['split_scheme']} split; {meta['counts']['train']} train"
+          f" / {meta['counts']['test']} test posts; {meta['num_tags']} hashtags; feature dim "
+          f"{meta['feature_dim']})")
+
+
 def reference_results(dataset: PostDataset, split: str, keep, config) -> dict:
   """The frequency baselines and (synthetic data) the oracle on the same posts as the model."""
   return evaluate.evaluate_scorers(baselines.reference_scorers(dataset), dataset, split,
@@ -95,11 +102,8 @@ def write_run_report(workdir: str, config, dataset: PostDataset, name: str, test
   rows = {n: dict(r, d=(d if n == name else "-"), K=(k if n == name else "-"))
           for n, r in results.items()}
   table = evaluate.format_table(rows, columns=("d", "K", "P@1", "R@10", "A@10"))
-  meta = dataset.metadata
   text = (f"# {name}, {config.data.dist} hashtag distribution, test split\n\n"
-          f"Dataset `{dataset.directory}` ({meta['split_scheme']} split, "
-          f"{meta['counts']['train']} train / {meta['counts']['test']} test posts, "
-          f"{meta['num_tags']} hashtags). Oracle P@1 is the ceiling; the model reaches "
+          f"Dataset {describe_dataset(dataset)}. Oracle P@1 is the ceiling; the model reaches "
           f"{_share_of_oracle(results, name)} of it.\n\n{table}\n")
   if jax.process_index() == 0:
     evaluate.write_json(os.path.join(workdir, "metrics.json"),
