@@ -143,7 +143,7 @@ def init_study(steps: int) -> list[dict]:
   print("| --- | ---: | ---: | ---: | ---: | ---: |")
   results = []
   # The paper's d = 64, K = 100 and 24-unit user layer; the teacher is smaller (d = 16, K = 8).
-  runs = [("bilinear", dict(d=D), 0.001), ("user_biased", dict(d=D), 0.001)]
+  runs = [(name, dict(d=D), std) for name in ("bilinear", "user_biased") for std in (0.001, 0.1)]
   runs += [("multiplicative", dict(d=D, K=K), std) for std in (0.001, 0.01, 0.1, 0.3)]
   for name, kwargs, std in runs:
     out = train(make_model(name, init_std=std, **kwargs), batch, labels, steps)

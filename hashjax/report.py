@@ -93,8 +93,11 @@ def reference_results(dataset: PostDataset, split: str, keep, config) -> dict:
 
 
 def write_run_report(workdir: str, config, dataset: PostDataset, name: str, test: dict,
-                     keep) -> dict:
-  """report.md + metrics.json: Method, d, K, P@1, R@10, A@10 with the reference rows."""
+                     keep, selected_step: int) -> dict:
+  """report.md + metrics.json: Method, d, K, P@1, R@10, A@10 with the reference rows.
+
+  selected_step: the training step whose parameters were tested (best validation score).
+  """
   results = dict(reference_results(dataset, "test", keep, config))
   results[name] = test
   d = config.model.kwargs.get("d", "-")
@@ -103,11 +106,14 @@ def write_run_report(workdir: str, config, dataset: PostDataset, name: str, test
           for n, r in results.items()}
   table = evaluate.format_table(rows, columns=("d", "K", "P@1", "R@10", "A@10"))
   text = (f"# {name}, {config.data.dist} hashtag distribution, test split\n\n"
-          f"Dataset {describe_dataset(dataset)}. Oracle P@1 is the ceiling; the model reaches "
-          f"{_share_of_oracle(results, name)} of it.\n\n{table}\n")
+          f"Dataset {describe_dataset(dataset)}. Parameters of step {selected_step} of "
+          f"{config.train_steps}, the best on validation {config.plateau_metric}. Oracle P@1 is "
+          f"the ceiling; the model reaches {_share_of_oracle(results, name)} of it.\n\n"
+          f"{table}\n")
   if jax.process_index() == 0:
     evaluate.write_json(os.path.join(workdir, "metrics.json"),
                         {"model": name, "test": test, "results": results,
+                         "selected_step": selected_step,
                          "config": config.to_dict(), "dataset": dataset.directory})
     with open(os.path.join(workdir, "report.md"), "w") as f:
       f.write(text)

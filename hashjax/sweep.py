@@ -5,10 +5,11 @@ r"""Runs a list of config variants over several seeds and assembles the paper's 
 
 The config module's `get_sweep(name)` returns {table title: [variant args, ...]}. Every
 (variant, seed) trains in its own workdir, WORKDIR/<variant>/seed<i>; a finished run (one with a
-metrics.json) is skipped, so the sweep can be killed and rerun and it continues. Tables have one
-row per variant (mean ± std over seeds) plus the frequency baseline and the oracle, as in
-Denton et al. Tables 3-4; they go to WORKDIR/tables.md and, with --readme, between the
-<!-- sweep:NAME --> markers of that file.
+metrics.json) is skipped, so the sweep can be killed and rerun and it continues. A finished run
+of a different config (the experiment file changed since) is an error, never a stale table row.
+Tables have one row per variant (mean ± std over seeds) plus the frequency baseline and the
+oracle, as in Denton et al. Tables 3-4; they go to WORKDIR/tables.md and, with --readme, between
+the <!-- sweep:NAME --> markers of that file.
 """
 
 import importlib.util
@@ -52,17 +53,34 @@ def _apply_override(config, item: str) -> None:
 def run_one(module, variant: str, seed: int, workdir: str, overrides) -> dict:
   """Trains one (variant, seed) unless its workdir already holds a finished run."""
   result_path = os.path.join(workdir, "metrics.json")
-  if os.path.exists(result_path):
-    with open(result_path) as f:
-      return json.load(f)
   config = module.get_config(f"{variant},seed={seed}" if variant else f"seed={seed}")
   for item in overrides:
     _apply_override(config, item)
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      result = json.load(f)
+    changed = _changed_fields(result["config"], json.loads(config.to_json()))
+    if changed:
+      raise ValueError(f"{workdir} holds a run of another config (fields {', '.join(changed)} "
+                       "differ); use a new --workdir, or delete that run to redo it")
+    return result
   start = time.time()
   train.train_and_evaluate(config, workdir)
   logging.info("%s seed %d done in %.0fs", variant, seed, time.time() - start)
   with open(result_path) as f:
     return json.load(f)
+
+
+def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+  """Dotted names of the fields that differ between two config dicts."""
+  out = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _changed_fields(a, b, f"{prefix}{key}.")
+    elif a != b:
+      out.append(prefix + key)
+  return out
 
 
 def table_rows(runs_by_variant: dict[str, list[dict]]) -> list[tuple[str, dict]]:

@@ -6,8 +6,13 @@ runs on one CPU, 8 simulated CPU devices, or many hosts (each host feeds its sli
 batch through `jax.make_array_from_process_local_data`).
 
 A run can be killed at any moment and resumed from its workdir: orbax checkpoints hold the
-parameters, optimizer state, the grain iterator state (the resumed run sees the same examples)
-and the learning-rate schedule's state; the step's random key is fold_in(seed key, step).
+parameters, optimizer state, the grain iterator state (the resumed run sees the same examples),
+the learning-rate schedule's state and the parameters selected on validation; the step's random
+key is fold_in(seed key, step).
+
+Model selection: validation runs every eval_every steps and after the last step; the test split
+is scored with the parameters of the best validation evaluation (early stopping), so a result
+does not depend on where the last noisy SGD step happened to land.
 """
 
 import dataclasses
@@ -79,7 +84,7 @@ def make_train_step(model, config, tx):
 
 
 class Checkpoints:
-  """orbax CheckpointManager over (train state, grain iterator, schedule state)."""
+  """orbax CheckpointManager over (train state, grain iterator, schedule, selected params)."""
 
   def __init__(self, workdir: str, max_to_keep: int = 2):
     self.manager = ocp.CheckpointManager(
@@ -89,29 +94,40 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state: TrainState, iterator, schedule: dict) -> None:
+  def save(self, step: int, state: TrainState, iterator, schedule: dict, selected) -> None:
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator),
-        schedule=ocp.args.JsonSave(schedule)))
+        schedule=ocp.args.JsonSave(schedule), selected=ocp.args.StandardSave(selected)))
 
-  def restore(self, step: int, state: TrainState, iterator) -> tuple[TrainState, dict]:
+  def restore(self, step: int, state: TrainState, iterator):
+    """(state, schedule, selected params) saved at `step`; the iterator is restored in place."""
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    out = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(iterator),
-        schedule=ocp.args.JsonRestore()))
-    return out.state, dict(out.schedule)
+    try:
+      out = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(iterator),
+          schedule=ocp.args.JsonRestore(), selected=ocp.args.StandardRestore(target.params)))
+    except KeyError as e:
+      raise ValueError(f"{self.manager.directory}: checkpoint {step} lacks an item this trainer "
+                       f"saves ({e}); it was written by an older hashjax. Use a new workdir.") from e
+    return out.state, dict(out.schedule), out.selected
 
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
 
 
-def _lower_on_plateau(schedule: dict, value: float, config) -> dict:
-  """Denton et al. divided the learning rate by 10 by hand when validation stopped improving."""
+def _lower_on_plateau(schedule: dict, value: float, step: int, config) -> dict:
+  """Denton et al. divided the learning rate by 10 by hand when validation stopped improving.
+
+  Here: after `plateau_patience` evaluations in a row that do not beat the best by
+  `plateau_min_delta`. Evaluations before `plateau_start_step` never count as stalls: a model
+  still leaving its initial plateau (the 3-way product starts near a saddle) is not converged,
+  and nobody lowering the rate by hand would lower it then.
+  """
   schedule = dict(schedule)
   if value > schedule["best"] + config.plateau_min_delta:
     schedule.update(best=value, bad_evals=0)
-  else:
+  elif step >= config.plateau_start_step:
     schedule["bad_evals"] += 1
     if schedule["bad_evals"] >= config.plateau_patience:
       schedule.update(learning_rate=schedule["learning_rate"] * config.plateau_factor, bad_evals=0)
@@ -159,11 +175,15 @@ def train_and_evaluate(config, workdir: str, dataset: PostDataset | None = None)
   train_iter = iter(pipeline.train_batches(
       dataset, batch_size=config.batch_size // jax.process_count(), seed=config.seed,
       max_tags=config.max_tags))
-  schedule = {"learning_rate": config.learning_rate, "best": -1.0, "bad_evals": 0}
+  # "best" drives the plateau rule (improvement by min_delta); "selected_*" is the strict best
+  # validation score and its step, whose parameters (`selected`) are the ones tested.
+  schedule = {"learning_rate": config.learning_rate, "best": -1.0, "bad_evals": 0,
+              "selected_value": -1.0, "selected_step": 0}
+  selected = jax.tree.map(jnp.copy, state.params)  # the step donates the state's own buffers
   checkpoints = Checkpoints(workdir)
   start_step = checkpoints.latest_step() or 0
   if start_step:
-    state, schedule = checkpoints.restore(start_step, state, train_iter)
+    state, schedule, selected = checkpoints.restore(start_step, state, train_iter)
     logging.info("resumed from step %d (%s)", start_step, schedule)
   train_step = jax.jit(make_train_step(model, config, tx), donate_argnums=0)
 
@@ -176,16 +196,24 @@ def train_and_evaluate(config, workdir: str, dataset: PostDataset | None = None)
       metrics = jax.device_get(metrics)  # also a sync point (see DESIGN: CPU collectives)
       report.check_finite(step, metrics)
       history.log(step, dict(metrics, **timer.update(step), learning_rate=schedule["learning_rate"]))
-    if step % config.eval_every == 0:
+    if step % config.eval_every == 0 or step == config.train_steps:
       val = _evaluate("val", model, state.params, dataset, "val", keep, config)
-      schedule = _lower_on_plateau(schedule, val[config.plateau_metric], config)
+      value = val[config.plateau_metric]
+      if value > schedule["selected_value"]:
+        selected = jax.tree.map(jnp.copy, state.params)
+        schedule.update(selected_value=value, selected_step=step)
+      schedule = _lower_on_plateau(schedule, value, step, config)
       state = _set_learning_rate(state, schedule["learning_rate"])
       history.log(step, {f"val/{k}": v for k, v in val.items()})
     if step % config.checkpoint_every == 0 or step == config.train_steps:
-      checkpoints.save(step, state, train_iter, schedule)
+      checkpoints.save(step, state, train_iter, schedule, selected)
   checkpoints.close()
 
   name = models.describe(config.model)
-  test = _evaluate(name, model, state.params, dataset, "test", keep, config)
-  results = report.write_run_report(workdir, config, dataset, name, test, keep)
-  return {"test": test, "params": state.params, "results": results}
+  logging.info("testing the parameters of step %d (validation %s %.4f)",
+               schedule["selected_step"], config.plateau_metric, schedule["selected_value"])
+  test = _evaluate(name, model, selected, dataset, "test", keep, config)
+  results = report.write_run_report(workdir, config, dataset, name, test, keep,
+                                    selected_step=schedule["selected_step"])
+  return {"test": test, "params": state.params, "selected_params": selected,
+          "selected_step": schedule["selected_step"], "results": results}

@@ -83,6 +83,28 @@ def test_ensure_synthetic_reuses_and_never_overwrites_other_data(tmp_path, tempo
                                      split_scheme="temporal", log=None)
 
 
+def test_ensure_synthetic_rebuilds_a_stale_cache_but_not_an_overridden_build(tmp_path):
+  directory = str(tmp_path / "cache")
+  build_synthetic.build_synthetic(directory, preset="tiny", seed=0, split_scheme="temporal",
+                                  log=None)
+  meta = fmt.read_metadata(directory)
+  meta["provenance"]["generator_version"] = build_synthetic.GENERATOR_VERSION - 1
+  fmt.write_metadata(directory, meta)
+  messages = []
+  build_synthetic.ensure_synthetic(directory, preset="tiny", seed=0, split_scheme="temporal",
+                                   log=messages.append)
+  assert "stale cache" in messages[0]
+  rebuilt = fmt.read_metadata(directory)["provenance"]
+  assert rebuilt["generator_version"] == build_synthetic.GENERATOR_VERSION
+
+  overridden = str(tmp_path / "overridden")
+  build_synthetic.build_synthetic(overridden, preset="tiny", seed=0, split_scheme="temporal",
+                                  overrides={"group_metadata_strength": 0.5}, log=None)
+  with pytest.raises(fmt.DatasetError, match="built with overrides"):
+    build_synthetic.ensure_synthetic(overridden, preset="tiny", seed=0, split_scheme="temporal",
+                                     log=None)
+
+
 def test_main_job_end_to_end(tmp_path):
   env = dict(os.environ, HASHJAX_DATA_DIR=str(tmp_path / "data"))
   workdir = tmp_path / "run"

@@ -28,6 +28,9 @@ def test_runs_are_reused_and_tables_are_assembled(tmp_path, monkeypatch):
   again = sweep.run_one(module, variants[0], 0, str(tmp_path / variants[0] / "s0"), TINY)
   assert again == runs[variants[0]][0]  # finished runs are read back, not retrained
   assert os.path.getmtime(tmp_path / variants[0] / "s0" / "metrics.json") == mtime
+  with pytest.raises(ValueError, match="fields learning_rate differ"):  # a stale run is no row
+    sweep.run_one(module, variants[0], 0, str(tmp_path / variants[0] / "s0"),
+                  TINY + ["learning_rate=0.5"])
 
   rows = sweep.table_rows(runs)
   names = [name for name, _ in rows]

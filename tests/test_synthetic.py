@@ -300,9 +300,19 @@ def test_generic_tag_habit_is_heavy_tailed(world):
   p = _one_image_for_all_users(world)
   mass = np.sort(p[:, _public_ids(world, "generic")].sum(1))
   assert mass[-U // 10:].mean() > 4 * np.median(mass)
-  # Users also differ in which generic tags they favour.
-  mix = world.users["generic_mix"]
+  # Users differ in which generic tags they favour ...
+  users = world.users
+  mix = users["generic_mix"]
   assert len(np.unique(np.argmax(mix, 1))) > TINY.num_generic // 2
+  # ... around the habits of their gender (a #wcw / #mcm kind of tag): the metadata predicts
+  # the mix, so a model that sees only metadata (Denton's user-biased model) can learn it.
+  sign, strength = world.params["generic_sign"], world.params["generic_strength"]
+  male, female = users["gender"] == 1, users["gender"] == -1
+  strong = np.flatnonzero(strength * np.abs(sign) > 1.0)
+  assert len(strong) > 0
+  for i in strong:
+    ratio = mix[male, i].mean() / mix[female, i].mean()
+    assert ratio > 1.5 if sign[i] > 0 else ratio < 1 / 1.5
 
 
 def test_vocabulary_too_small_is_rejected():

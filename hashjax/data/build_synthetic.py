@@ -13,6 +13,7 @@ Splits:
 """
 
 import dataclasses
+import json
 import os
 import time
 from typing import Any
@@ -23,6 +24,10 @@ from hashjax.data import format as fmt
 from hashjax.data.synthetic import PRESETS, World
 from hashjax.data.writer import DatasetWriter
 
+GENERATOR = "hashjax.data.synthetic"
+# Bump whenever a change to the generator or to a preset changes the data it produces, so that
+# cached datasets (ensure_synthetic) are rebuilt instead of silently reused.
+GENERATOR_VERSION = 2
 WORLD_DIR = "world"
 LATENT_FILE = "post_latents.npz"
 USER_DISJOINT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -84,8 +89,8 @@ def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
     if log and (user + 1) % max(1, config.num_users // 10) == 0:
       log(f"  generated {user + 1}/{config.num_users} users, {next_post_id} posts "
           f"({time.time() - start:.0f}s)")
-  provenance = {"generator": "hashjax.data.synthetic", "preset": preset, "seed": seed,
-                "config": dataclasses.asdict(config)}
+  provenance = {"generator": GENERATOR, "generator_version": GENERATOR_VERSION, "preset": preset,
+                "seed": seed, "config": dataclasses.asdict(config)}
   order = writer.finalize(vocab=world.tag_strings, word_vectors=world.word_vectors,
                           caption_vocab=world.caption_vocab, users=world.users,
                           provenance=provenance, report=report)
@@ -114,19 +119,34 @@ def default_data_dir(preset: str, seed: int, split_scheme: str) -> str:
 
 def ensure_synthetic(directory: str, *, preset: str, seed: int, split_scheme: str,
                      log=print) -> str:
-  """Builds the dataset unless a complete one with the same recipe is already there."""
+  """Builds the dataset unless a complete one with the same recipe is already there.
+
+  The recipe is (preset, seed, split) and the generator version: a cache left by an older
+  generator is rebuilt, with a log line saying why; a directory that holds any other dataset
+  (another recipe, or the preset built with overrides) is never touched.
+  """
+  recipe = {"preset": preset, "seed": seed, "split_scheme": split_scheme}
   try:
     meta = fmt.read_metadata(directory)
     prov = meta["provenance"]
-    if (prov.get("preset"), prov.get("seed"), meta["split_scheme"]) == (preset, seed, split_scheme):
+    found = {"preset": prov.get("preset"), "seed": prov.get("seed"),
+             "split_scheme": meta["split_scheme"]}
+    if found != recipe or prov.get("generator") != GENERATOR:
+      raise fmt.DatasetError(f"{directory} holds another dataset ({found})")
+    version = prov.get("generator_version")
+    if version == GENERATOR_VERSION:
+      if prov["config"] != json.loads(json.dumps(dataclasses.asdict(PRESETS[preset]))):
+        raise fmt.DatasetError(f"{directory} holds another dataset (preset {preset!r} built "
+                               "with overrides)")
       return directory
-    raise fmt.DatasetError(f"{directory} holds another dataset ({prov}, {meta['split_scheme']})")
+    reason = f"stale cache: generator version {version}, this code writes {GENERATOR_VERSION}"
   except fmt.DatasetError as e:
     if os.path.exists(os.path.join(directory, fmt.METADATA_FILE)):
       raise  # a different, complete dataset: never overwrite it silently
-    if log:
-      log(f"building synthetic dataset ({preset}, seed {seed}, {split_scheme}) in {directory}"
-          f" [{e}]")
+    reason = str(e)
+  if log:
+    log(f"building synthetic dataset ({preset}, seed {seed}, {split_scheme}) in {directory}"
+        f" [{reason}]")
   build_synthetic(directory, preset=preset, seed=seed, split_scheme=split_scheme, overwrite=True,
                   log=log)
   return directory

@@ -21,7 +21,8 @@ theta_u; see synthetic_users), at time t:
      where P is the style-dependent table of synthetic_vocab (self-expression, polysemy), L_u
      puts `city_share` on the user's city tag and the rest on their country tag, S_u is the
      softmax of the social tag profiles at the user's age and gender (Denton Table 6) and G_u is
-     the user's personal mix of generic tags. Drawing without replacement = Gumbel-top-k on log p;
+     the user's own mix of generic tags, drawn around the habits of their age and gender.
+     Drawing without replacement = Gumbel-top-k on log p;
   4. caption: a few tokens naming the post's concepts, mixed with filler words.
 
 `World.true_tag_distribution` evaluates p(y | post) with the very code the sampler uses, from the
@@ -98,6 +99,8 @@ class WorldConfig:
   social_zipf: float = 0.7  # baseline popularity of the social tags
   social_base: float = 0.3
   generic_weight: float = 0.6
+  generic_zipf: float = 1.0  # baseline popularity of the generic tags (#tbt is everywhere)
+  generic_concentration: float = 3.0  # how closely a user's generic mix follows their age/gender
   mean_extra_tags: float = 1.7  # tags per post = 1 + Poisson(this), capped
   max_tags_per_post: int = 12
   # Captions.
@@ -120,7 +123,7 @@ PRESETS = {
                          cities_per_country=20, synonyms_per_concept=5, num_polysemous=30,
                          num_social=80, num_generic=60, caption_vocab_size=5000,
                          caption_words_per_concept=10, concept_zipf=0.3, social_weight=0.1,
-                         social_zipf=0.5),
+                         social_zipf=0.5, generic_weight=0.4, generic_zipf=0.5),
 }
 
 
@@ -216,14 +219,9 @@ class World:
     return ids, probs / z[:, None]
 
   def _social(self, u):
-    """S_u = softmax_t(log base_t + strength_t sign_t gender - (age - mu_t)^2 / (2 sigma_t^2))."""
+    """S_u: the social tags' demographic mix at the user's age and gender."""
     p = self._params
-    age = p["user_age"][u][:, None].astype(np.float64)
-    gender = p["user_gender"][u][:, None].astype(np.float64)
-    logits = (np.log(p["social_base"]) + p["social_strength"] * p["social_sign"] * gender
-              - (age - p["social_mu"]) ** 2 / (2 * p["social_sigma"] ** 2))
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    return sv.demographic_mix(p, "social", p["user_age"][u], p["user_gender"][u])
 
   def _merged(self, user_ids, concept_ids, concept_weights):
     """p(y | post) as sorted, de-duplicated (row, canonical tag, probability) triples, p > 0."""

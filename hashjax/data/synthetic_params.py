@@ -82,12 +82,14 @@ def build_params(config, seed):
                                                                          tail_owner)
   params.update(concept_table_ids=ids, concept_table_probs=probs, poly_side=poly_side,
                 tag_concepts=tag_concepts(counts, start, config, tail_owner, poly_concepts))
-  profiles = sv.social_profiles(rng, config.num_social, config.social_zipf)
+  profiles = sv.demographic_profiles(rng, "social", config.num_social, config.social_zipf)
+  profiles.update(sv.demographic_profiles(rng, "generic", config.num_generic, config.generic_zipf))
   params.update(profiles)
   params["word_vectors"] = sv.word_vectors(rng, config, kinds, start, tail_owner, poly_concepts,
                                            style_z, profiles, cities["city_country"])
   params["caption_word_concept"], params["caption_filler_probs"] = sv.caption_tables(config)
-  params.update(su.make_users(rng, config, cities, groups, params["concept_popularity"]))
+  params.update(su.make_users(rng, config, cities, groups, params["concept_popularity"],
+                              profiles))
   return params, rng.permutation(V)
 
 

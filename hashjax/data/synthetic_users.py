@@ -6,10 +6,14 @@ countries, a home city with GPS) plus latent traits the models never see directl
   * a style group g, drawn from p(g | age, gender, country) so metadata predicts it only in part;
   * topic preferences theta ~ Dirichlet(kappa * ((1 - lam) * popularity + lam * m_g)): what the
     user photographs, partly shared with their group;
-  * propensities for location, social and generic tags, and a personal mix of generic tags.
+  * propensities for location, social and generic tags, and a personal mix of generic tags
+    drawn around the habits of the user's age and gender (#wcw and #mcm are not written by
+    everyone alike): mix ~ Dirichlet(c * demographic profile).
 """
 
 import numpy as np
+
+from hashjax.data import synthetic_vocab as sv
 
 COUNTRIES = ("US", "CA", "GB", "AU", "NZ")
 COUNTRY_PROBS = np.array([0.52, 0.11, 0.17, 0.13, 0.07])
@@ -59,7 +63,7 @@ def sample_categorical(rng, logits):
   return np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1).astype(np.int32)
 
 
-def make_users(rng, config, cities, groups, concept_popularity):
+def make_users(rng, config, cities, groups, concept_popularity, profiles):
   """All per-user arrays (prefixed user_), drawn in a fixed order from `rng`."""
   U, C = config.num_users, config.num_concepts
   # Ages skew young like a photo-sharing network: 13 + Gamma(2, 8) has mean 29 and a long tail.
@@ -91,6 +95,10 @@ def make_users(rng, config, cities, groups, concept_popularity):
   youth = np.clip(1.6 - (age - AGE_MIN) / 50.0, 0.3, 1.6)
   social = (config.social_weight * youth * np.where(gender == GENDER_FEMALE, 1.3, 1.0)
             * rng.lognormal(0.0, 0.5, U))
+  # Dirichlet(c * profile) by normalised Gammas; the floor keeps every generic tag possible.
+  generic_mix = rng.gamma(config.generic_concentration
+                          * sv.demographic_mix(profiles, "generic", age, gender)) + 1e-6
+  generic_mix /= generic_mix.sum(axis=1, keepdims=True)
   # Posting clock: a start inside the first 80% of the time span, then exponential gaps with a
   # per-user mean (lognormal around two days, shorter for heavy posters so they stay in the span).
   span = config.time_span_days * 86400.0
@@ -104,8 +112,8 @@ def make_users(rng, config, cities, groups, concept_popularity):
       # Most users rarely write location or #tbt-like tags, a few write them all the time.
       "user_location_propensity": config.location_weight * rng.beta(0.7, 2.5, U),
       "user_social_propensity": social,
-      "user_generic_propensity": config.generic_weight * rng.beta(0.4, 3.0, U),
-      "user_generic_mix": rng.dirichlet(np.full(config.num_generic, 0.5), U).astype(np.float32),
+      "user_generic_propensity": config.generic_weight * youth * rng.beta(0.4, 3.0, U),
+      "user_generic_mix": generic_mix.astype(np.float32),
   }
 
 

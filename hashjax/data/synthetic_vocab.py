@@ -129,21 +129,32 @@ def concept_tag_tables(rng, config, start, tail_owner):
   return table_ids, table_probs, poly_concepts.astype(np.int32), poly_side, style_z
 
 
-def social_profiles(rng, num_social, zipf):
-  """Demographic profile of each social/sentiment tag (Denton Table 6).
+def demographic_profiles(rng, prefix, num_tags, zipf):
+  """Demographic profile of each social or generic tag (Denton Table 6), keys prefix_*.
 
   rate_t(age, gender) = base_t * exp(strength_t * sign_t * gender - (age - mu_t)^2 / (2 sigma_t^2)),
   gender in {-1 female, 0 unknown, +1 male}; sign_t = +1 favours men, -1 women, 0 neither.
-  mu_t is drawn skewed young so most sentiment tags peak among teenagers and young adults, while a
+  mu_t is drawn skewed young so most such tags peak among teenagers and young adults, while a
   few (the #prouddad kind) peak in middle age.
   """
   return {
-      "social_base": zipf_weights(num_social, zipf)[rng.permutation(num_social)],
-      "social_sign": rng.choice([-1.0, 0.0, 1.0], size=num_social, p=[0.35, 0.3, 0.35]),
-      "social_strength": rng.uniform(0.5, 2.0, num_social),
-      "social_mu": 13.0 + rng.gamma(2.0, 8.0, num_social),
-      "social_sigma": rng.uniform(6.0, 18.0, num_social),
+      f"{prefix}_base": zipf_weights(num_tags, zipf)[rng.permutation(num_tags)],
+      f"{prefix}_sign": rng.choice([-1.0, 0.0, 1.0], size=num_tags, p=[0.35, 0.3, 0.35]),
+      f"{prefix}_strength": rng.uniform(0.5, 2.0, num_tags),
+      f"{prefix}_mu": 13.0 + rng.gamma(2.0, 8.0, num_tags),
+      f"{prefix}_sigma": rng.uniform(6.0, 18.0, num_tags),
   }
+
+
+def demographic_mix(params, prefix, age, gender):
+  """[B, T] softmax over the prefix's tags of log rate_t(age, gender) (demographic_profiles)."""
+  age = np.asarray(age, np.float64)[:, None]
+  gender = np.asarray(gender, np.float64)[:, None]
+  logits = (np.log(params[f"{prefix}_base"])
+            + params[f"{prefix}_strength"] * params[f"{prefix}_sign"] * gender
+            - (age - params[f"{prefix}_mu"]) ** 2 / (2 * params[f"{prefix}_sigma"] ** 2))
+  e = np.exp(logits - logits.max(axis=1, keepdims=True))
+  return e / e.sum(axis=1, keepdims=True)
 
 
 def word_vectors(rng, config, kinds, start, tail_owner, poly_concepts, style_z, profiles,
@@ -152,8 +163,8 @@ def word_vectors(rng, config, kinds, start, tail_owner, poly_concepts, style_z, 
 
   Synonyms: concept base + small noise (+ a nudge toward the style of the group that prefers the
   synonym); tail tags: concept base + larger noise (a sub-topic); polysemous: midway between the
-  two meanings; cities: their country's base + noise; social: a shared base moved along a gender
-  axis and an age axis by the tag's profile; generic: a shared base + noise.
+  two meanings; cities: their country's base + noise; social and generic: a base per kind moved
+  along a gender axis and an age axis by the tag's demographic profile.
   """
   E, C, S = config.word_vector_dim, config.num_concepts, config.synonyms_per_concept
   G = config.num_groups
@@ -173,11 +184,11 @@ def word_vectors(rng, config, kinds, start, tail_owner, poly_concepts, style_z, 
                                              + noise(len(poly_concepts), 0.35))
   vecs[start["city"]:start["country"]] = country_base[city_country] + noise(len(city_country), 0.4)
   vecs[start["country"]:start["social"]] = country_base + noise(5, 0.2)
-  age_z = (profiles["social_mu"] - 30.0) / 15.0
-  vecs[start["social"]:start["generic"]] = (
-      social_base + 0.5 * profiles["social_sign"][:, None] * gender_axis
-      + 0.5 * age_z[:, None] * age_axis + noise(len(age_z), 0.4))
-  vecs[start["generic"]:start["tail"]] = generic_base + noise(start["tail"] - start["generic"], 0.6)
+  for kind, base, scale in (("social", social_base, 0.4), ("generic", generic_base, 0.6)):
+    age_z = (profiles[f"{kind}_mu"] - 30.0) / 15.0
+    vecs[start[kind]:start[kind] + len(age_z)] = (
+        base + 0.5 * profiles[f"{kind}_sign"][:, None] * gender_axis
+        + 0.5 * age_z[:, None] * age_axis + noise(len(age_z), scale))
   vecs[start["tail"]:] = concept_base[tail_owner] + noise(len(tail_owner), 0.6)
   return unit(vecs).astype(np.float32)
 
