@@ -11,6 +11,7 @@ import dataclasses
 
 from absl import app, flags
 
+from hashjax import config as config_lib
 from hashjax.data import build_synthetic, format as fmt, synthetic
 
 _OUT = flags.DEFINE_string("out", None, "Dataset directory to write.", required=True)
@@ -26,17 +27,10 @@ _SET = flags.DEFINE_multi_string("set", [], "WorldConfig overrides FIELD=VALUE, 
                                  "--set=num_users=500 (recorded in the provenance).")
 
 
-def parse_overrides(items: list[str]) -> dict:
-  """FIELD=VALUE strings -> typed WorldConfig overrides (the type of the preset's value)."""
-  fields = {f.name: f for f in dataclasses.fields(synthetic.WorldConfig)}
-  overrides = {}
-  for item in items:
-    name, sep, value = item.partition("=")
-    if not sep or name not in fields:
-      raise app.UsageError(f"--set={item}: expected FIELD=VALUE with FIELD a WorldConfig field")
-    kind = type(getattr(synthetic.PRESETS["default"], name))
-    overrides[name] = kind(value)
-  return overrides
+def parse_overrides(items: list[str], preset: str) -> dict:
+  """FIELD=VALUE strings -> WorldConfig overrides, typed like the preset's values."""
+  parsed = config_lib.parse_arg(",".join(items), **dataclasses.asdict(synthetic.PRESETS[preset]))
+  return {name: parsed[name] for name in (item.partition("=")[0] for item in items)}
 
 
 def main(argv):
@@ -44,7 +38,7 @@ def main(argv):
   build_synthetic.build_synthetic(_OUT.value, preset=_PRESET.value, seed=_SEED.value,
                                   split_scheme=_SPLIT.value, feature_dtype=_DTYPE.value,
                                   posts_per_shard=_SHARD.value, overwrite=_OVERWRITE.value,
-                                  overrides=parse_overrides(_SET.value))
+                                  overrides=parse_overrides(_SET.value, _PRESET.value))
 
 
 if __name__ == "__main__":

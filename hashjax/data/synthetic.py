@@ -214,14 +214,10 @@ class World:
     gen_ids = np.broadcast_to(start["generic"] + np.arange(cfg.num_generic),
                               (len(u), cfg.num_generic))
     ids = np.concatenate([img_ids, loc_ids, soc_ids, gen_ids], axis=1)
-    probs = np.concatenate([img, r_loc[:, None] * loc, r_soc[:, None] * self._social(u),
+    social = sv.demographic_mix(p, "social", p["user_age"][u], p["user_gender"][u])
+    probs = np.concatenate([img, r_loc[:, None] * loc, r_soc[:, None] * social,
                             r_gen[:, None] * p["user_generic_mix"][u]], axis=1)
     return ids, probs / z[:, None]
-
-  def _social(self, u):
-    """S_u: the social tags' demographic mix at the user's age and gender."""
-    p = self._params
-    return sv.demographic_mix(p, "social", p["user_age"][u], p["user_gender"][u])
 
   def _merged(self, user_ids, concept_ids, concept_weights):
     """p(y | post) as sorted, de-duplicated (row, canonical tag, probability) triples, p > 0."""
