@@ -111,6 +111,12 @@ class Checkpoints:
                        f"saves ({e}); it was written by an older hashjax. Use a new workdir.") from e
     return out.state, dict(out.schedule), out.selected
 
+  def restore_selected(self, step: int, params_target):
+    """Only the parameters selected on validation (the tested ones), shaped like the target."""
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, params_target)
+    return self.manager.restore(step, args=ocp.args.Composite(
+        selected=ocp.args.StandardRestore(target))).selected
+
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
