@@ -25,9 +25,11 @@ from hashjax.data.synthetic import PRESETS, World
 from hashjax.data.writer import DatasetWriter
 
 GENERATOR = "hashjax.data.synthetic"
-# Bump whenever a change to the generator or to a preset changes the data it produces, so that
-# cached datasets (ensure_synthetic) are rebuilt instead of silently reused.
-GENERATOR_VERSION = 2
+# Bump whenever a change to the generator or to a preset changes the data it produces or the
+# stored world (which the oracle reads), so that cached datasets (ensure_synthetic) are rebuilt
+# instead of silently reused. Version 3 keeps the tag tables per (style group, country) for
+# `polysemy_by`; its default posts are byte-identical to version 2's.
+GENERATOR_VERSION = 3
 WORLD_DIR = "world"
 LATENT_FILE = "post_latents.npz"
 USER_DISJOINT_FRACTIONS = (0.8, 0.1, 0.1)

@@ -84,6 +84,7 @@ class WorldConfig:
   # Hashtags.
   synonyms_per_concept: int = 4
   num_polysemous: int = 8
+  polysemy_by: str = "group"  # who decides a polysemous tag's meaning: "group" or "country"
   num_social: int = 30
   num_generic: int = 20
   synonym_zipf: float = 0.5
@@ -197,7 +198,7 @@ class World:
     w = np.where(c >= 0, np.asarray(concept_weights, np.float64).reshape(c.shape), 0.0)
     w /= w.sum(axis=1, keepdims=True)
     c = np.maximum(c, 0)
-    g = p["user_group"][u][:, None]
+    g = (p["user_group"][u] * len(su.COUNTRIES) + p["user_country"][u])[:, None]  # table row
     img_ids = p["concept_table_ids"][g, c].reshape(len(u), -1)
     img = (p["concept_table_probs"][g, c] * w[..., None]).reshape(len(u), -1)
     # Mixture weights of the context kinds; the image kind has weight 1.

@@ -78,8 +78,8 @@ def build_params(config, seed):
   params.update(cities)
   params.update(groups)
   tail_owner = sv.tail_concepts(rng, counts["tail"], config.num_concepts)
-  ids, probs, poly_concepts, poly_side, style_z = sv.concept_tag_tables(rng, config, start,
-                                                                         tail_owner)
+  ids, probs, poly_concepts, poly_side, style_z = sv.concept_tag_tables(
+      rng, config, start, tail_owner, su.COUNTRY_PROBS)
   params.update(concept_table_ids=ids, concept_table_probs=probs, poly_side=poly_side,
                 tag_concepts=tag_concepts(counts, start, config, tail_owner, poly_concepts))
   profiles = sv.demographic_profiles(rng, "social", config.num_social, config.social_zipf)

@@ -12,9 +12,16 @@ image of concept c produces tag y with probability
     syn(y | g, c)  oc  zipf(rank of y among c's synonyms) * exp(style_strength * z[g, y]),
     tail(y | c, g) oc  zipf(rank of y among c's tail tags) * exp(tail_style * z'[g, y]),
 
-with z, z' ~ N(0, 1) fixed at creation. Polysemous tags enter syn(. | g, a) for the groups on one
-side of a random split of the groups and syn(. | g, b) for the others (Veit's #rock: music for
-some users, stone for others). The table is stored sparsely, [G, C, K] ids and probabilities.
+with z, z' ~ N(0, 1) fixed at creation. A polysemous tag names concept a for the readers on one
+side of a random split and concept b for the others (Veit's #rock: music for some users, stone
+for others). Who reads it is `polysemy_by`:
+  * "group" (the default): the latent style group, which metadata predicts only in part;
+  * "country": the user's country, which metadata shows (#football: soccer in one country,
+    American football in another). Here the tag's meaning is a user-by-image effect that is not
+    additive in log-score, the kind Denton's 3-way model is built for.
+How much a group likes the tag is its own style draw either way. The table is kept per (style
+group g, country k), P[g, k, c, y], stored sparsely as [G * 5, C, K] ids and probabilities, row
+g * 5 + k; with polysemy_by="group" the 5 country rows of a group are equal.
 """
 
 import numpy as np
@@ -79,31 +86,42 @@ def tail_concepts(rng, num_tail, num_concepts):
   return rng.permutation(np.arange(num_tail) % num_concepts).astype(np.int32)
 
 
-def concept_tag_tables(rng, config, start, tail_owner):
-  """The sparse [G, C, K] table P[g, c, :] described in the module docstring.
+def concept_tag_tables(rng, config, start, tail_owner, country_probs):
+  """The sparse table P[g, k, c, :] described in the module docstring, rows g * 5 + k.
 
-  Returns ids [G, C, K] int32 (layout ids, padding 0), probs [G, C, K] float32 (padding 0),
-  poly_concepts [P, 2] (the two meanings of each polysemous tag), poly_side [P, G] bool (True:
-  group reads it as meaning 0), style_z [G, C*S] (synonym preferences, also used for vectors).
+  country_probs: how common each of the 5 countries is (with polysemy_by="country" the two
+  commonest read different meanings of every polysemous tag).
+
+  Returns ids [G * 5, C, K] int32 (layout ids, padding 0), probs [G * 5, C, K] float32 (padding
+  0), poly_concepts [P, 2] (the two meanings of each polysemous tag), poly_side [P, R] bool
+  (True: reader r reads it as meaning 0; R readers are the G groups or the 5 countries),
+  style_z [G, C*S] (synonym preferences, also used for vectors).
   """
   G, C, S = config.num_groups, config.num_concepts, config.synonyms_per_concept
-  P = config.num_polysemous
+  P, num_countries = config.num_polysemous, len(country_probs)
+  by_country = {"group": False, "country": True}.get(config.polysemy_by)
+  if by_country is None:
+    raise ValueError(f"polysemy_by must be 'group' or 'country', got {config.polysemy_by!r}")
   style_z = rng.standard_normal((G, C * S))
   poly_concepts = np.stack([rng.choice(C, size=2, replace=False) for _ in range(P)]).reshape(P, 2)
-  poly_side = rng.random((P, G)) < 0.5
-  poly_side[:, 0], poly_side[:, -1] = True, False  # both meanings are always in use
+  poly_side = rng.random((P, num_countries if by_country else G)) < 0.5
+  # Both meanings are always in use: two readers (the commonest countries) read different ones.
+  first, second = np.argsort(-np.asarray(country_probs))[:2] if by_country else (0, -1)
+  poly_side[:, first], poly_side[:, second] = True, False
   poly_z = rng.standard_normal((P, G))
   tail_ids = [np.flatnonzero(tail_owner == c) + start["tail"] for c in range(C)]
   tail_z = rng.standard_normal((G, len(tail_owner)))
 
-  rows = [[None] * C for _ in range(G)]
+  rows = [[None] * C for _ in range(G * num_countries)]
   syn_rank = zipf_weights(S, config.synonym_zipf)
-  for g in range(G):
+  for row in range(G * num_countries):
+    g, k = divmod(row, num_countries)
     for c in range(C):
       ids = list(start["concept"] + c * S + np.arange(S))
       w = list(syn_rank * np.exp(config.style_strength * style_z[g, c * S:(c + 1) * S]))
-      for p in range(P):  # a polysemous tag is one strong synonym of its meaning for this group
-        if poly_concepts[p, 0 if poly_side[p, g] else 1] == c:
+      reader = k if by_country else g
+      for p in range(P):  # a polysemous tag is one strong synonym of the meaning it has here
+        if poly_concepts[p, 0 if poly_side[p, reader] else 1] == c:
           ids.append(start["polysemous"] + p)
           w.append(syn_rank[0] * np.exp(config.style_strength * poly_z[p, g]))
       syn = np.asarray(w) / np.sum(w)
@@ -116,16 +134,16 @@ def concept_tag_tables(rng, config, start, tail_owner):
         ids = ids + list(tail)
       else:
         probs = syn
-      rows[g][c] = (np.asarray(ids), probs)
+      rows[row][c] = (np.asarray(ids), probs)
 
   K = max(len(ids) for row in rows for ids, _ in row)
-  table_ids = np.zeros((G, C, K), np.int32)
-  table_probs = np.zeros((G, C, K), np.float32)
-  for g in range(G):
+  table_ids = np.zeros((len(rows), C, K), np.int32)
+  table_probs = np.zeros((len(rows), C, K), np.float32)
+  for row in range(len(rows)):
     for c in range(C):
-      ids, probs = rows[g][c]
-      table_ids[g, c, :len(ids)] = ids
-      table_probs[g, c, :len(ids)] = probs
+      ids, probs = rows[row][c]
+      table_ids[row, c, :len(ids)] = ids
+      table_probs[row, c, :len(ids)] = probs
   return table_ids, table_probs, poly_concepts.astype(np.int32), poly_side, style_z
 
 
