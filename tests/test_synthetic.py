@@ -1,6 +1,7 @@
 """Tests of the synthetic world: determinism, shapes, the oracle and the planted effects."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -336,3 +337,14 @@ def test_generic_tag_habit_is_heavy_tailed(world):
 def test_vocabulary_too_small_is_rejected():
   with pytest.raises(ValueError, match="num_tags"):
     World.create(dataclasses.replace(TINY, num_tags=40), seed=0)
+
+
+def test_a_world_stored_in_an_older_format_is_refused(world, tmp_path):
+  world.save(str(tmp_path))
+  with open(tmp_path / "world.json") as f:
+    meta = json.load(f)
+  meta["format_version"] = synthetic.FORMAT_VERSION - 1
+  with open(tmp_path / "world.json", "w") as f:
+    json.dump(meta, f)
+  with pytest.raises(ValueError, match="rebuild the dataset"):
+    World.load(str(tmp_path))

@@ -52,7 +52,7 @@ from hashjax.data.synthetic_vocab import KIND, KIND_NAMES  # noqa: F401
 
 MAX_CONCEPTS = 3
 TIME_EPOCH = 1_388_534_400  # 2014-01-01T00:00:00Z, in Unix seconds
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tag tables per (style group, country), [G * 5, C, K]
 _CHUNK = 1024  # posts per sampling step: bounds memory for users with many posts
 
 
@@ -315,7 +315,8 @@ class World:
     with open(os.path.join(directory, "world.json")) as f:
       meta = json.load(f)
     if meta["format_version"] != FORMAT_VERSION:
-      raise ValueError(f"world format {meta['format_version']}, expected {FORMAT_VERSION}")
+      raise ValueError(f"{directory}: world format {meta['format_version']}, this code reads "
+                       f"{FORMAT_VERSION}; rebuild the dataset with this version of hashjax")
     config = meta["config"]
     config["concept_count_probs"] = tuple(config["concept_count_probs"])
     with np.load(os.path.join(directory, "world.npz")) as z:
