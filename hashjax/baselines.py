@@ -114,6 +114,60 @@ class OracleImageOnly(Oracle):
     return total[:, tag_start:tag_stop] / len(self.users)
 
 
+class OracleMetadataOnly(Oracle):
+  """E[p(y | post latent, u') | u' looks like u in metadata]: the ceiling of a metadata model.
+
+  A model that sees Denton's descriptor (age, gender, country, home GPS) cannot know a user's
+  latent style group, tastes or habits, only what users with that metadata tend to have. This
+  row averages the true distribution over the `num_users` users nearest in age among those with
+  the user's gender, country and home city (GPS pins the city); the user is left out. When that
+  group has no one else it widens to gender and country, then country, then everyone. The gap to the Oracle row
+  is what metadata cannot reveal; the gap from a metadata model to this row is what it could.
+  """
+  name = "Oracle, metadata only"
+
+  def __init__(self, dataset: PostDataset, num_users: int = 16):
+    super().__init__(dataset)
+    self.neighbours, self.weights = metadata_neighbours(self.world.users, num_users)
+
+  def scores(self, batch, tag_start, tag_stop):
+    rows, users = np.asarray(batch["row"]), np.asarray(batch["user_id"])
+    neighbours, weights = self.neighbours[users], self.weights[users]
+    total = sum(self.distribution(neighbours[:, j], rows) * weights[:, j, None]
+                for j in range(neighbours.shape[1]))
+    return total[:, tag_start:tag_stop] / weights.sum(1, keepdims=True)
+
+
+def metadata_neighbours(users: dict[str, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+  """For every user, up to k others alike in metadata (OracleMetadataOnly): ids and 0/1 weights.
+
+  Returns neighbours [U, k] int64 (padding repeats a valid id) and weights [U, k] float64.
+  """
+  U = len(users["age"])
+  neighbours, weights = np.zeros((U, k), np.int64), np.zeros((U, k))
+  keys = [np.stack([users["gender"], users["country"], users["city"]], 1),
+          np.stack([users["gender"], users["country"]], 1), users["country"][:, None],
+          np.zeros((U, 1))]
+  todo = np.ones(U, bool)
+  for key in keys:
+    _, block_of = np.unique(key, axis=0, return_inverse=True)
+    block_of = block_of.reshape(-1)
+    for block in np.unique(block_of[todo]):
+      members = np.flatnonzero(block_of == block)
+      if len(members) < 2:
+        continue
+      for u in members[todo[members]]:
+        others = members[members != u]
+        nearest = others[np.argsort(np.abs(users["age"][others] - users["age"][u]),
+                                    kind="stable")[:k]]
+        neighbours[u, :len(nearest)], neighbours[u, len(nearest):] = nearest, nearest[0]
+        weights[u, :len(nearest)] = 1.0
+        todo[u] = False
+  if todo.any():
+    raise ValueError("a metadata oracle needs at least two users")
+  return neighbours, weights
+
+
 def has_oracle(dataset: PostDataset) -> bool:
   from hashjax.data import build_synthetic
   return os.path.isdir(os.path.join(dataset.directory, build_synthetic.WORLD_DIR))
@@ -123,5 +177,6 @@ def reference_scorers(dataset: PostDataset) -> list[Scorer]:
   """The rows every results table carries: frequency baselines, then the oracle if known."""
   scorers: list[Scorer] = [GlobalFrequency(dataset), UserFrequency(dataset)]
   if has_oracle(dataset):
-    scorers += [OracleImageOnly(dataset), OracleSwappedUser(dataset), Oracle(dataset)]
+    scorers += [OracleImageOnly(dataset), OracleSwappedUser(dataset),
+                OracleMetadataOnly(dataset), Oracle(dataset)]
   return scorers

@@ -70,6 +70,8 @@ def test_oracle_beats_user_frequency_beats_global(temporal):
   # The image and the user both carry signal the oracle uses.
   assert p1["Global frequency"] < p1["Oracle, image only"] < p1["Oracle (true distribution)"]
   assert p1["Oracle, user swapped"] < p1["Oracle (true distribution)"]
+  # Metadata reveals part of the user: between knowing nobody and knowing the user.
+  assert p1["Oracle, user swapped"] < p1["Oracle, metadata only"] <= p1["Oracle (true distribution)"]
 
 
 def test_ensure_synthetic_reuses_and_never_overwrites_other_data(tmp_path, temporal):
@@ -117,5 +119,6 @@ def test_main_job_end_to_end(tmp_path):
   with open(workdir / "metrics.json") as f:
     results = json.load(f)["results"]
   assert set(results) == {"Global frequency", "User-specific frequency", "Oracle, image only",
-                          "Oracle, user swapped", "Oracle (true distribution)"}
+                          "Oracle, user swapped", "Oracle, metadata only",
+                          "Oracle (true distribution)"}
   assert "| Method | P@1 | R@10 | A@10 |" in (workdir / "report.md").read_text()
