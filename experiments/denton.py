@@ -8,8 +8,9 @@ r"""Denton et al. KDD'15: bilinear, user-biased and factored 3-way models traine
 
 Variants (after the colon): model in {bilinear, user_biased, multiplicative}, dist in {natural,
 balanced}, d, K (3-way only), init_std (0 = 0.1), preset (synthetic world size), seed, split
-(user_disjoint, the paper's held-out users; or temporal). Any field can be overridden with
---config.FIELD=VALUE.
+(user_disjoint, the paper's held-out users; or temporal), user_hidden (user-biased only: feed
+the metadata through a learned ReLU layer of that width first; 0 = raw metadata, the paper).
+Any field can be overridden with --config.FIELD=VALUE.
 """
 
 import ml_collections
@@ -19,7 +20,8 @@ from hashjax import config as config_lib
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = config_lib.parse_arg(arg, model="multiplicative", dist="natural", d=64, K=100,
-                              preset="default", seed=0, split="user_disjoint", init_std=0.0)
+                              preset="default", seed=0, split="user_disjoint", init_std=0.0,
+                              user_hidden=0)
   config = ml_collections.ConfigDict()
   config.job = "train"
   # The paper initialises with std 0.001. Products of such small factors start near a saddle:
@@ -31,6 +33,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   kwargs = {"d": args.d, "init_std": args.init_std or 0.1}
   if args.model == "multiplicative":
     kwargs["K"] = args.K
+  if args.model == "user_biased" and args.user_hidden:
+    kwargs["user_hidden"] = args.user_hidden  # the 3-way model's ReLU user layer; paper: none
   config.model = ml_collections.ConfigDict({"name": args.model, "kwargs": kwargs})
   config.data = config_lib.data_config(args.preset, args.seed, args.split, args.dist)
   config.seed = args.seed

@@ -23,3 +23,15 @@ def test_baselines_config_variants():
   config = baselines_config.get_config("preset=tiny,seeds=2,split=user_disjoint")
   assert config.seeds == (0, 1) and config.data.preset == "tiny"
   assert config.data.split_scheme == "user_disjoint" and config.data.dir == ""
+
+
+def test_denton_config_variants():
+  from experiments import denton as denton_config
+  config = denton_config.get_config("model=multiplicative,dist=balanced,d=32,K=50,seed=2")
+  assert config.model.name == "multiplicative" and dict(config.model.kwargs) == {
+      "d": 32, "init_std": 0.1, "K": 50}
+  assert config.data.dist == "balanced" and config.seed == 2 and config.data.seed == 2
+  # user_hidden reaches the user-biased model only, and only when asked for.
+  assert "user_hidden" not in denton_config.get_config("model=user_biased").model.kwargs
+  assert denton_config.get_config("model=user_biased,user_hidden=24").model.kwargs.user_hidden == 24
+  assert "user_hidden" not in denton_config.get_config("user_hidden=24").model.kwargs
