@@ -26,15 +26,16 @@ Test scores: user representations of the test posts' features times the item rep
 hashjax.metrics.ranking_metrics, after every epoch.
 
 hashjax: the bilinear model (d = 64, the config of experiments/denton.py: SGD with momentum 0.9,
-init std 0.1, margin 0.1, max_trials 1000, batches of 256) trained for the same number of
-epochs with hashjax.train.train_and_evaluate (one validation pass, after the last step, so the
-learning rate stays fixed and the final parameters are tested), evaluated on the same test posts; once at the config's learning rate and once at the
-paper's 0.01 (--hashjax_learning_rates), and (--equal_time) at the config's for as many epochs as
-LightFM's training time buys at hashjax's measured rate (capped at --max_equal_time_epochs). The frequency baselines
-and the oracles of the synthetic world (from the trainer's report) are listed for scale. Its throughput is the trainer's own examples/s (input
-pipeline included, median over log intervals, the first one, which compiles, left out) times the
-mean number of positives per training post. LightFM's is positive pairs (interactions) per second
-of fit_partial.
+init std 0.1, margin 0.1, max_trials 1000, batches of 256) trained for the same number of epochs
+with hashjax.train.train_and_evaluate (one validation pass, after the last step, so the learning
+rate stays fixed and the final parameters are tested), evaluated on the same test posts; once at the
+config's learning rate and once at the paper's 0.01 (--hashjax_learning_rates), and (--equal_time)
+at the config's for as many epochs as LightFM's training time buys at hashjax's measured rate
+(capped at --max_equal_time_epochs). The frequency baselines and the oracles of the synthetic world
+(from the trainer's report) are listed for scale. Its throughput is the trainer's own examples/s
+(input pipeline included, median over log intervals, the first one, which compiles, left out) times
+the mean number of positives per training post. LightFM's is positive pairs (interactions) per
+second of fit_partial.
 
 Note the two are different WARP recipes, not two implementations of one: LightFM uses margin 1,
 adagrad, feature and item biases and no norm constraints; the Denton recipe uses margin 0.1, SGD

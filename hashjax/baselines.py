@@ -82,6 +82,12 @@ class Oracle:
     return self.world.true_tag_distribution(user_ids, self.concept_ids[rows],
                                             self.concept_weights[rows])
 
+  def mean_distribution(self, users, weights, rows) -> np.ndarray:
+    """sum_j weights[:, j] p(y | post, users[:, j]) / sum_j weights[:, j]; users [B, k]."""
+    total = sum(self.distribution(users[:, j], rows) * weights[:, j, None]
+                for j in range(users.shape[1]))
+    return total / weights.sum(axis=1, keepdims=True)
+
   def scores(self, batch, tag_start, tag_stop):
     return self.distribution(batch["user_id"], batch["row"])[:, tag_start:tag_stop]
 
@@ -110,8 +116,8 @@ class OracleImageOnly(Oracle):
 
   def scores(self, batch, tag_start, tag_stop):
     rows = np.asarray(batch["row"])
-    total = sum(self.distribution(np.full(len(rows), u), rows) for u in self.users)
-    return total[:, tag_start:tag_stop] / len(self.users)
+    users = np.broadcast_to(self.users, (len(rows), len(self.users)))
+    return self.mean_distribution(users, np.ones(users.shape), rows)[:, tag_start:tag_stop]
 
 
 class OracleMetadataOnly(Oracle):
@@ -121,8 +127,9 @@ class OracleMetadataOnly(Oracle):
   latent style group, tastes or habits, only what users with that metadata tend to have. This
   row averages the true distribution over the `num_users` users nearest in age among those with
   the user's gender, country and home city (GPS pins the city); the user is left out. When that
-  group has no one else it widens to gender and country, then country, then everyone. The gap to the Oracle row
-  is what metadata cannot reveal; the gap from a metadata model to this row is what it could.
+  group has no one else it widens to gender and country, then country, then everyone. The gap
+  to the Oracle row is what metadata cannot reveal; the gap from a metadata model to this row is
+  what it could.
   """
   name = "Oracle, metadata only"
 
@@ -131,11 +138,9 @@ class OracleMetadataOnly(Oracle):
     self.neighbours, self.weights = metadata_neighbours(self.world.users, num_users)
 
   def scores(self, batch, tag_start, tag_stop):
-    rows, users = np.asarray(batch["row"]), np.asarray(batch["user_id"])
-    neighbours, weights = self.neighbours[users], self.weights[users]
-    total = sum(self.distribution(neighbours[:, j], rows) * weights[:, j, None]
-                for j in range(neighbours.shape[1]))
-    return total[:, tag_start:tag_stop] / weights.sum(1, keepdims=True)
+    users = np.asarray(batch["user_id"])
+    return self.mean_distribution(self.neighbours[users], self.weights[users],
+                                  np.asarray(batch["row"]))[:, tag_start:tag_stop]
 
 
 def metadata_neighbours(users: dict[str, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:

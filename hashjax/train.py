@@ -102,20 +102,24 @@ class Checkpoints:
   def restore(self, step: int, state: TrainState, iterator):
     """(state, schedule, selected params) saved at `step`; the iterator is restored in place."""
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    try:
-      out = self.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(iterator),
-          schedule=ocp.args.JsonRestore(), selected=ocp.args.StandardRestore(target.params)))
-    except KeyError as e:
-      raise ValueError(f"{self.manager.directory}: checkpoint {step} lacks an item this trainer "
-                       f"saves ({e}); it was written by an older hashjax. Use a new workdir.") from e
+    out = self._restore(step, state=ocp.args.StandardRestore(target),
+                        data=grain.checkpoint.CheckpointRestore(iterator),
+                        schedule=ocp.args.JsonRestore(),
+                        selected=ocp.args.StandardRestore(target.params))
     return out.state, dict(out.schedule), out.selected
 
   def restore_selected(self, step: int, params_target):
     """Only the parameters selected on validation (the tested ones), shaped like the target."""
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, params_target)
-    return self.manager.restore(step, args=ocp.args.Composite(
-        selected=ocp.args.StandardRestore(target))).selected
+    return self._restore(step, selected=ocp.args.StandardRestore(target)).selected
+
+  def _restore(self, step: int, **items):
+    try:
+      return self.manager.restore(step, args=ocp.args.Composite(**items))
+    except KeyError as e:
+      raise ValueError(f"{self.manager.directory}: checkpoint {step} lacks an item this trainer "
+                       f"saves ({e}); it was written by an older hashjax. Use a new workdir."
+                       ) from e
 
   def close(self) -> None:
     self.manager.wait_until_finished()

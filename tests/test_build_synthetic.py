@@ -71,7 +71,8 @@ def test_oracle_beats_user_frequency_beats_global(temporal):
   assert p1["Global frequency"] < p1["Oracle, image only"] < p1["Oracle (true distribution)"]
   assert p1["Oracle, user swapped"] < p1["Oracle (true distribution)"]
   # Metadata reveals part of the user: between knowing nobody and knowing the user.
-  assert p1["Oracle, user swapped"] < p1["Oracle, metadata only"] <= p1["Oracle (true distribution)"]
+  assert (p1["Oracle, user swapped"] < p1["Oracle, metadata only"]
+          <= p1["Oracle (true distribution)"])
 
 
 def test_ensure_synthetic_reuses_and_never_overwrites_other_data(tmp_path, temporal):

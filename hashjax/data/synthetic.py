@@ -198,7 +198,7 @@ class World:
     w = np.where(c >= 0, np.asarray(concept_weights, np.float64).reshape(c.shape), 0.0)
     w /= w.sum(axis=1, keepdims=True)
     c = np.maximum(c, 0)
-    g = (p["user_group"][u] * len(su.COUNTRIES) + p["user_country"][u])[:, None]  # table row
+    g = sv.table_row(p["user_group"][u], p["user_country"][u], len(su.COUNTRIES))[:, None]
     img_ids = p["concept_table_ids"][g, c].reshape(len(u), -1)
     img = (p["concept_table_probs"][g, c] * w[..., None]).reshape(len(u), -1)
     # Mixture weights of the context kinds; the image kind has weight 1.

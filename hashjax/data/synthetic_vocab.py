@@ -86,6 +86,11 @@ def tail_concepts(rng, num_tail, num_concepts):
   return rng.permutation(np.arange(num_tail) % num_concepts).astype(np.int32)
 
 
+def table_row(group, country, num_countries):
+  """Row of concept_tag_tables' tables that users of `group` from `country` read."""
+  return group * num_countries + country
+
+
 def concept_tag_tables(rng, config, start, tail_owner, country_probs):
   """The sparse table P[g, k, c, :] described in the module docstring, rows g * 5 + k.
 
@@ -115,7 +120,10 @@ def concept_tag_tables(rng, config, start, tail_owner, country_probs):
   rows = [[None] * C for _ in range(G * num_countries)]
   syn_rank = zipf_weights(S, config.synonym_zipf)
   for row in range(G * num_countries):
-    g, k = divmod(row, num_countries)
+    g, k = divmod(row, num_countries)  # the inverse of table_row
+    if k and not by_country:  # the group decides every meaning: its country rows are equal
+      rows[row] = rows[table_row(g, 0, num_countries)]
+      continue
     for c in range(C):
       ids = list(start["concept"] + c * S + np.arange(S))
       w = list(syn_rank * np.exp(config.style_strength * style_z[g, c * S:(c + 1) * S]))
