@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from benchmarks.common import matmul_peak, timed
-from hashjax import topk
+from hashjax.eval import topk
 
 _OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
 _SECONDS = flags.DEFINE_float("seconds", 3.0, "Minimum timed duration per measurement.")

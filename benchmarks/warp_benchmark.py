@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import timed
-from hashjax import losses
+from hashjax.losses import warp as losses
 
 _OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
 _SECONDS = flags.DEFINE_float("seconds", 2.0, "Minimum timed duration per measurement.")

@@ -21,8 +21,8 @@ HetRec stands in for image posts; the "image" is the artist being tagged. The ma
                information about the artist, not tag leakage, but say so when you report results.
   vocabulary = tag strings of tags.dat (latin-1) that occur in written posts; with
                min_tag_count > 1, tags used fewer times in total (all splits) are dropped.
-  splits     = build_synthetic.temporal_split per user (posts in time order) or
-               build_synthetic.user_disjoint_split over users indexed by sorted userID.
+  splits     = hashjax.data.splits.temporal_split per user (posts in time order) or
+               hashjax.data.splits.user_disjoint_split over users indexed by sorted userID.
 
 Accounting (metadata build_report): `read` = tag-assignment lines; `written` = posts. Skips are
 counted in assignment lines, checked: read = assignments written + skips, except no_tags_left,
@@ -47,7 +47,7 @@ import numpy as np
 import scipy.sparse
 from absl import app, flags
 
-from hashjax.data import build_synthetic, format as fmt
+from hashjax.data import format as fmt, splits
 from hashjax.data.writer import DatasetWriter
 
 TAGGED, TAGS, ARTISTS, LISTENING = ("user_taggedartists.dat", "tags.dat", "artists.dat",
@@ -210,14 +210,14 @@ def _write_posts(writer: DatasetWriter, posts: dict, vocab: list[str], features:
   vocab_id = {t: i for i, t in enumerate(vocab)}
   keys = sorted(posts)
   users = sorted({key[0] for key in keys})
-  user_split = build_synthetic.user_disjoint_split(len(users), seed)  # user index = rank of id
+  user_split = splits.user_disjoint_split(len(users), seed)  # user index = rank of id
   row, implausible = 0, Counter()
   for index, (user, group) in enumerate(itertools.groupby(keys, key=lambda key: key[0])):
     block = list(group)
     n = len(block)
     days = np.array([d.toordinal() - _EPOCH for _, d, _ in block], np.int64)
     rank = np.arange(n) - np.searchsorted(days, days)  # position within the day (by artistID)
-    split = (build_synthetic.temporal_split(n) if split_scheme == "temporal"
+    split = (splits.temporal_split(n) if split_scheme == "temporal"
              else np.full(n, user_split[index], np.int8))
     implausible.update(d.year for _, d, _ in block
                        if not PLAUSIBLE_DATES[0] <= d <= PLAUSIBLE_DATES[1])
@@ -305,9 +305,8 @@ def convert(raw_dir: str, out_dir: str, *, split_scheme: str = "temporal", featu
   return fmt.read_metadata(out_dir)
 
 
-def _define_flags() -> None:
-  # Defined only when run as a program: tests import convert(), and module-level flags would
-  # collide (DuplicateFlagError) with data_prep.synthetic's or evaluate_baselines' --out.
+def define_flags() -> None:
+  """The command's flags; defined when it runs (not at import: tools share flag names)."""
   flags.DEFINE_string("raw", None, "The hetrec2011-lastfm-2k directory.", required=True)
   flags.DEFINE_string("out", None, "Dataset directory to write.", required=True)
   flags.DEFINE_enum("split_scheme", "temporal", list(fmt.SPLIT_SCHEMES),
@@ -327,5 +326,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  _define_flags()
+  define_flags()
   app.run(main)

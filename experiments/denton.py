@@ -22,8 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = config_lib.parse_arg(arg, model="multiplicative", dist="natural", d=64, K=100,
                               preset="default", seed=0, split="user_disjoint", init_std=0.0,
                               user_hidden=0)
-  config = ml_collections.ConfigDict()
-  config.job = "train"
+  config = config_lib.train_config()
   # The paper initialises with std 0.001. Products of such small factors start near a saddle:
   # the 3-way model (three factors, ~1e-9) never leaves it, and the bilinear ones (two factors)
   # crawl out of it: on the default data at lr 0.05, bilinear is at 4-8% validation P@1 after
@@ -39,42 +38,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data = config_lib.data_config(args.preset, args.seed, args.split, args.dist)
   config.seed = args.seed
 
-  # Optimisation (Section 3.4): SGD with momentum 0.9, the learning rate lowered x0.1 when
-  # validation stops improving. The paper's 0.01 is per positive with one positive per step; our
-  # loss sums a batch's positives and averages over its 256 posts. At 0.05 validation P@1 swings
-  # by up to 7 points between evaluations, most for the user-biased model. 0.02 is smoother, and
-  # after 4000 steps bilinear and user-biased end at the same level, the 3-way model about one
-  # point of P@1 lower (3 seeds on the default data).
-  config.batch_size = 256
-  config.train_steps = 4000
+  # WARP (Weston et al. 2011): margin 0.1, up to 1000 negative draws per positive.
+  config.loss = ml_collections.ConfigDict(dict(name="warp", margin=0.1, max_trials=1000))
+
+  # Optimisation (Section 3.4): SGD with momentum 0.9 (train_config), the learning rate lowered
+  # x0.1 when validation stops improving. The paper's 0.01 is per positive with one positive
+  # per step; our loss sums a batch's positives and averages over its 256 posts. At 0.05
+  # validation P@1 swings by up to 7 points between evaluations, most for the user-biased
+  # model; 0.02 is smoother (README, "Departures from the paper").
   config.learning_rate = 0.02
-  config.momentum = 0.9
-  config.plateau_metric = "P@1"
   # Two evaluations without improvement (500 steps): one noisy evaluation does not lower it.
   config.plateau_patience = 2
-  config.plateau_factor = 0.1
   # At lr 0.02 the 3-way model spends its first 500-1000 steps near 9% P@1 before it takes off;
   # stalls there are not convergence (one K=50 run had its rate cut to nothing at step 750).
   config.plateau_start_step = 1000
-  config.plateau_min_delta = 1e-3
-
-  # WARP (Weston et al. 2011): margin 0.1, up to 1000 negative draws per positive.
-  config.margin = 0.1
-  config.max_trials = 1000
-  config.max_tags = 16
-
-  config.num_devices = 0  # 0 = every local device
-  config.log_every = 100
-  config.eval_every = 250
-  config.checkpoint_every = 1000
-  config.eval = ml_collections.ConfigDict(dict(batch_size=1024, ks=(1, 5, 10)))
   return config
 
 
 def get_sweep(name: str) -> dict[str, list[str]]:
-  """Variant lists for `python -m hashjax.sweep` (see its docstring); "tables" = Tables 3-4.
+  """Variant lists for `python -m hashjax.tools.sweep` (see its docstring); "tables" = Tables 3-4.
 
-    python -m hashjax.sweep --config=experiments/denton.py --sweep=tables --seeds=3 \
+    python -m hashjax.tools.sweep --config=experiments/denton.py --sweep=tables --seeds=3 \
         --workdir=runs/denton_tables --readme=README.md
   """
   if name != "tables":

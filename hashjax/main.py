@@ -12,11 +12,9 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from hashjax import reference_job, train
+from hashjax.tools import reference_job
+from hashjax.training import trainer
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where results and checkpoints go.",
-                               required=True)
-config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 
 class _QuietOrbax(logging.logging.Filter):
   """orbax logs every checkpoint step at INFO; keep its warnings, drop the chatter."""
@@ -25,7 +23,14 @@ class _QuietOrbax(logging.logging.Filter):
     return "/orbax/" not in record.pathname or record.levelno >= logging.logging.WARNING
 
 
-JOBS = {"baselines": reference_job.run, "train": train.train_and_evaluate}
+JOBS = {"baselines": reference_job.run, "train": trainer.train_and_evaluate}
+
+
+def define_flags() -> None:
+  """The command's flags; defined when it runs (not at import: tools share flag names)."""
+  flags.DEFINE_string("workdir", None, "Where results and checkpoints go.", required=True)
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+  flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
@@ -37,9 +42,9 @@ def main(argv):
   config = flags.FLAGS.config
   logging.info("hashjax: process %d/%d, %d local devices", jax.process_index(),
                jax.process_count(), jax.local_device_count())
-  JOBS[config.job](config, _WORKDIR.value)
+  JOBS[config.job](config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
+  define_flags()
   app.run(main)

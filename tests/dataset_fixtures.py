@@ -1,9 +1,13 @@
 """A small random dataset written through DatasetWriter, for tests that need one on disk."""
 
+import os
+
 import numpy as np
 
 from hashjax.data import format as fmt
 from hashjax.data.writer import DatasetWriter
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_random_dataset(directory, *, num_users=12, feature_dim=8, num_tags=20, user_meta_dim=3,

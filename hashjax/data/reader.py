@@ -11,8 +11,17 @@ from typing import Any
 import numpy as np
 
 from hashjax.data import format as fmt
+from hashjax.data.spec import DatasetSpec
 
 PAD_ID = -1  # value of padded hashtag / caption / history slots; always paired with a False mask
+
+# What `read` can return per post. The in-memory columns cost nothing; features (memory-mapped,
+# the bulk of every batch) and captions are read only when asked for.
+POST_FIELDS = ("row", "post_id", "user_id", "user_index", "timestamp", "features", "user_meta",
+               "tag_ids", "tag_mask", "caption_ids", "caption_mask")
+# Every pipeline reads these: the ground truth, and post_id for the balanced distribution's
+# per-occurrence decision (tag_distribution.apply).
+TRUTH_FIELDS = ("row", "post_id", "tag_ids", "tag_mask")
 
 
 class PostDataset:
@@ -33,6 +42,8 @@ class PostDataset:
     self._shards = [self._open_shard(i, s) for i, s in enumerate(meta["shards"])]
     self._shard_starts = np.cumsum([0] + [s["num_posts"] for s in meta["shards"]])
     self.num_posts = int(self._shard_starts[-1])
+    self.max_caption_len = (int(max(np.diff(s["caption_offsets"]).max(initial=0)
+                                    for s in self._shards)) if self.has_captions else 0)
     # Small columns, concatenated over shards, in memory: cheap random access for every batch.
     self.user_ids = np.concatenate([s["user_id"] for s in self._shards])
     self.timestamps = np.concatenate([s["timestamp"] for s in self._shards])
@@ -40,6 +51,10 @@ class PostDataset:
     self._user_rows = {u: (f, n) for u, f, n in zip(index["user_ids"].tolist(),
                                                     index["first_row"].tolist(),
                                                     index["num_rows"].tolist())}
+    # The dense user index: users numbered 0..U-1 in row order (HetRec's ids are sparse).
+    self.num_users = len(index["user_ids"])
+    self.user_index_of_row = np.repeat(np.arange(self.num_users, dtype=np.int32),
+                                       index["num_rows"])
     self.splits = {name: self._load(os.path.join(fmt.SPLITS_DIR, name + ".npy"),
                                     (meta["counts"][name],)) for name in fmt.SPLITS}
     row_first = index["first_row"]
@@ -48,6 +63,17 @@ class PostDataset:
     if len(self.first_row_of) != self.num_posts:
       raise fmt.DatasetError(f"{os.path.join(directory, fmt.USER_INDEX_FILE)}: covers "
                              f"{len(self.first_row_of)} rows, dataset has {self.num_posts}")
+
+  @property
+  def spec(self) -> DatasetSpec:
+    """The sizes a model is built from (see spec.py)."""
+    meta = self.metadata
+    return DatasetSpec(feature_dim=self.feature_dim, user_meta_dim=self.user_meta_dim,
+                       num_tags=self.num_tags, num_users=self.num_users,
+                       word_vector_dim=meta.get("word_vector_dim") or 0,
+                       caption_vocab_size=meta.get("caption_vocab_size") or 0,
+                       max_tags_per_post=meta["max_tags_per_post"],
+                       max_caption_len=self.max_caption_len)
 
   # -- opening --------------------------------------------------------------------------------
 
@@ -105,29 +131,43 @@ class PostDataset:
       raise KeyError(f"unknown split {split!r}; this dataset has {list(self.splits)}")
     return self.splits[split]
 
-  def read(self, rows, *, max_tags: int | None = None, max_caption: int = 0,
-           features: bool = True) -> dict[str, Any]:
+  def read(self, rows, *, fields=None, max_tags: int | None = None,
+           max_caption: int | None = None) -> dict[str, Any]:
     """Reads posts by global row number into a padded batch (rows keep their given order).
 
-    Returns post_id/user_id/timestamp [B], features float32 [B, D], user_meta [B, M],
-    tag_ids int32 [B, T] padded with PAD_ID and tag_mask bool [B, T] (T = max_tags, default the
-    dataset's maximum, so nothing is cut unless asked), and with max_caption > 0 caption_ids /
-    caption_mask [B, max_caption]. `num_tags_cut` counts hashtags dropped by a small max_tags.
-    With features=False the (large, memory-mapped) features are not read at all.
+    fields: which of POST_FIELDS to return (default: all, captions if the dataset has them);
+    row, tag_ids and tag_mask always come back (the hashtags of every record are checked).
+    row / post_id / user_id / timestamp are [B]; user_index int32 [B] is the dense user number
+    in [0, num_users); features float32 [B, D]; user_meta [B, M]; tag_ids int32 [B, T] padded
+    with PAD_ID and tag_mask bool [B, T] (T = max_tags, default the dataset's maximum, so
+    nothing is cut unless asked); caption_ids / caption_mask [B, L] (L = max_caption, default
+    the longest caption). `num_tags_cut` counts hashtags dropped by a small max_tags.
     """
+    if fields is None:
+      fields = [f for f in POST_FIELDS if self.has_captions or not f.startswith("caption")]
+    fields = set(fields)
+    unknown = fields - set(POST_FIELDS)
+    if unknown:
+      raise KeyError(f"unknown batch fields {sorted(unknown)}; a post has {POST_FIELDS}")
+    captions = bool(fields & {"caption_ids", "caption_mask"})
+    if captions and not self.has_captions:
+      raise fmt.DatasetError(f"{self.directory}: the dataset has no captions")
     rows = np.asarray(rows, np.int64)
     if rows.size and (rows.min() < 0 or rows.max() >= self.num_posts):
       raise IndexError(f"rows outside [0, {self.num_posts})")
     max_tags = max_tags or self.metadata["max_tags_per_post"]
+    max_caption = (max_caption or self.max_caption_len) if captions else 0
     b = len(rows)
-    out = {"row": rows, "user_meta": np.empty((b, self.user_meta_dim), np.float32),
-           "post_id": np.empty(b, np.int64), "user_id": self.user_ids[rows],
-           "timestamp": self.timestamps[rows],
-           "tag_ids": np.full((b, max_tags), PAD_ID, np.int32),
-           "tag_mask": np.zeros((b, max_tags), bool), "num_tags_cut": 0}
-    if features:
-      out["features"] = np.empty((b, self.feature_dim), np.float32)
-    if max_caption:
+    out = {"row": rows, "user_id": self.user_ids[rows], "timestamp": self.timestamps[rows],
+           "user_index": self.user_index_of_row[rows], "num_tags_cut": 0}
+    for name, shape, dtype in (("post_id", (b,), np.int64), ("features", (b, self.feature_dim),
+                                np.float32), ("user_meta", (b, self.user_meta_dim), np.float32)):
+      if name in fields:
+        out[name] = np.empty(shape, dtype)
+    # Tags are always read: every record's hashtags are checked, whatever is returned.
+    out["tag_ids"] = np.full((b, max_tags), PAD_ID, np.int32)
+    out["tag_mask"] = np.zeros((b, max_tags), bool)
+    if captions:
       out["caption_ids"] = np.full((b, max_caption), PAD_ID, np.int32)
       out["caption_mask"] = np.zeros((b, max_caption), bool)
     shard_of = np.searchsorted(self._shard_starts, rows, side="right") - 1
@@ -137,7 +177,8 @@ class PostDataset:
       order = np.argsort(local)  # sorted reads are kinder to the page cache
       pos, local = pos[order], local[order]
       self._read_shard(self._shards[s], local, pos, out, max_tags, max_caption)
-    return out
+    always = ("row", "tag_ids", "tag_mask", "num_tags_cut")
+    return {k: v for k, v in out.items() if k in fields or k in always}
 
   def _read_shard(self, shard, local, pos, out, max_tags, max_caption) -> None:
     if "features" in out:
@@ -146,8 +187,9 @@ class PostDataset:
       if bad.any():
         self._fail(shard, local[np.argmax(bad)], "image features contain NaN or inf")
       out["features"][pos] = feats
-    out["user_meta"][pos] = shard["user_meta"][local]
-    out["post_id"][pos] = shard["post_id"][local]
+    for name in ("user_meta", "post_id"):
+      if name in out:
+        out[name][pos] = shard[name][local]
     ids, mask, cut = _gather_ragged(shard["tag_offsets"], shard["tag_ids"], local, max_tags)
     lengths = np.diff(shard["tag_offsets"])[local]
     if (lengths == 0).any():
@@ -183,7 +225,7 @@ class PostDataset:
       raise fmt.DatasetError(f"{self.directory}: row {int(np.argmax(earlier)) + 1} is earlier "
                              "than the same user's previous post")
     for start in range(0, self.num_posts, chunk):
-      self.read(np.arange(start, min(start + chunk, self.num_posts)), max_caption=1)
+      self.read(np.arange(start, min(start + chunk, self.num_posts)))
     return self.num_posts
 
   def history(self, rows, max_len: int) -> tuple[np.ndarray, np.ndarray]:

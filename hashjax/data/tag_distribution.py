@@ -58,5 +58,5 @@ def apply(batch: dict, keep: np.ndarray | None) -> dict:
   if keep is None:
     return batch
   ids = np.maximum(batch["tag_ids"], 0)
-  u = _uniform_hash(np.broadcast_to(batch["post_id"][:, None], ids.shape), ids)
+  u = _uniform_hash(np.broadcast_to(batch["post_id"][..., None], ids.shape), ids)
   return dict(batch, tag_mask=batch["tag_mask"] & (u < keep[ids]))

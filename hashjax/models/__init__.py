@@ -1,38 +1,26 @@
 """Model registry: config name -> model class (see base.py for the interface every model follows).
 
-  model = make_model("multiplicative", d=64, K=100)
-  params = model.init(rng, dims)
+  model = make_model(config.model, dataset.spec)     # config.model = {name, kwargs}
+  variables = model.init(rng, dataset.spec)
+
+A class that needs sizes from the dataset to build itself (a flax module's tag table) defines
+`from_spec(spec, **hyperparameters)`; the others are built from their hyperparameters alone.
 """
 
-from typing import Any
-
-from hashjax.models.base import Dims, TwoTowerModel
 from hashjax.models.denton import Bilinear, Multiplicative, UserBiased
+from hashjax.models.mlp import MLPClassifier
 
-MODELS = {
-    "bilinear": Bilinear,
-    "user_biased": UserBiased,
-    "multiplicative": Multiplicative,
-}
+MODELS = {cls.name: cls for cls in (Bilinear, UserBiased, Multiplicative, MLPClassifier)}
 
-def _check_name(name: str) -> None:
+
+def make_model(model_config, spec=None):
+  """Builds the model config.model = {name, kwargs} names, sized for `spec` where it needs it."""
+  name, kwargs = model_config["name"], dict(model_config.get("kwargs", {}))
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}.")
-
-
-def make_model(name: str, **kwargs) -> TwoTowerModel:
-  """Builds the model registered as `name` with the given hyperparameters."""
-  _check_name(name)
-  return MODELS[name](**kwargs)
-
-
-def describe(model_config: Any) -> str:
-  """Report label of a config.model ({name, kwargs}) in the paper's words, e.g. "3-way mult.".
-
-  Sizes (d, K) have their own table columns; every hyperparameter is in metrics.json.
-  """
-  _check_name(model_config.name)
-  return MODELS[model_config.name].label
-
-
-__all__ = ["Dims", "MODELS", "TwoTowerModel", "describe", "make_model"]
+  cls = MODELS[name]
+  if hasattr(cls, "from_spec"):
+    if spec is None:
+      raise ValueError(f"model {name!r} is sized from the dataset: pass its spec")
+    return cls.from_spec(spec, **kwargs)
+  return cls(**kwargs)

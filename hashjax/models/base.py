@@ -1,43 +1,68 @@
 """The one abstraction: a query tower and a tag tower whose dot product is the score.
 
-    score(post, tag) = query(params, batch)[post] . tags(params)[tag]
+    score(post, tag) = query(variables, batch)[post] . tags(variables)[tag]
 
-A model is a small frozen dataclass holding its hyperparameters, with pure functions:
-  init(rng, dims) -> params          a pytree of jnp arrays
-  query(params, batch) -> [B, d]     batch: dict from PostDataset.read ('features' [B, n],
-                                     'user_meta' [B, m], later 'history', ...)
-  tags(params) -> [Y, d]             one row per hashtag
-  project(params) -> params          constraints enforced after every update (identity if none)
+A model is a small frozen dataclass of hyperparameters with pure functions:
+
+  inputs                                  the batch fields the query tower reads, e.g.
+                                          ("features", "user_meta"); the pipeline reads these
+  layout                                  "posts" (fields [B, ...]) or "sequences" (fields
+                                          [S, W, ...]: user histories, pipeline.sequence_batches)
+  init(rng, spec) -> variables            {"params": {part: ...}, other collections (e.g.
+                                          "batch_stats") if the model has state}
+  query(variables, batch) -> [..., d]     inference: deterministic, state unchanged
+  train_query(variables, batch, rng)      training mode (dropout, batch statistics):
+      -> ([..., d], state updates)        the updated non-param collections ({} if none)
+  tags(variables) -> [Y, d]               one row per hashtag
+  project(params) -> params               constraints enforced after every update
+  report_columns() -> {name: value}       descriptive table columns, e.g. {"d": 64, "K": 100}
+
+Parameters are nested by *part* at the top level (image / user / tags / ...): a part is the
+unit that `init_from` loads from another run and `config.frozen` keeps fixed.
 Losses, evaluation, serving and sharding are written once against this interface.
 """
 
-import dataclasses
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import jax
 
-Params = Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Dims:
-  """Sizes a model needs from the dataset."""
-  feature_dim: int
-  user_meta_dim: int
-  num_tags: int
+Variables = dict[str, Any]
+Params = dict[str, Any]
 
 
 class TwoTowerModel(Protocol):
-  name: str
+  name: ClassVar[str]
+  label: ClassVar[str]  # the row name in reports, in the paper's words
+  inputs: tuple[str, ...]
+  layout: str
 
-  def init(self, rng: jax.Array, dims: Dims) -> Params:
+  def init(self, rng: jax.Array, spec) -> Variables:
     ...
 
-  def query(self, params: Params, batch: dict[str, Any]) -> jax.Array:
+  def query(self, variables: Variables, batch: dict[str, Any]) -> jax.Array:
     ...
 
-  def tags(self, params: Params) -> jax.Array:
+  def train_query(self, variables: Variables, batch: dict[str, Any],
+                  rng: jax.Array) -> tuple[jax.Array, Variables]:
+    ...
+
+  def tags(self, variables: Variables) -> jax.Array:
     ...
 
   def project(self, params: Params) -> Params:
     ...
+
+  def report_columns(self) -> dict[str, Any]:
+    ...
+
+
+class Stateless:
+  """Mixin for models without state or randomness: training mode is inference mode."""
+  layout: ClassVar[str] = "posts"
+
+  def train_query(self, variables, batch, rng):
+    del rng
+    return self.query(variables, batch), {}
+
+  def project(self, params):
+    return params

@@ -12,14 +12,15 @@ and differ only in the query tower phi, which maps an L2-normalised image descri
     Multiplicative   phi(x, u) = beta diag(alpha^T u) gamma^T x
                                  alpha in R^{m x K}, beta in R^{d x K}, gamma in R^{n x K}
 
-Params are flat dicts of arrays. Matrices that the paper writes as d x (input) are stored
-transposed, (input) x d, so that a batch [B, input] maps with one [B, in] @ [in, d] matmul:
+Params are nested by part ({"image", "user", "embedding", "tags"}: see base.py). Matrices that
+the paper writes as d x (input) are stored transposed, (input) x d, so that a batch [B, input]
+maps with one [B, in] @ [in, d] matmul:
 
-    "P_T" [n, d]   the paper's P^T: row i is the paper's column P_i (the embedding of input dim i)
-    "Q_T" [m, d]   the paper's Q^T, likewise
-    "V"   [Y, d]   the tag table, as in the paper (row y embeds hashtag y)
-    "alpha" [m, K], "beta" [d, K], "gamma" [n, K]   the 3-way factors, as in the paper
-    "user_W" [m_meta, h], "user_b" [h]              the user layer u = ReLU(meta W + b), if any
+    image/P_T [n, d]   the paper's P^T: row i is the paper's column P_i (the embedding of input i)
+    user/Q_T  [m, d]   the paper's Q^T, likewise
+    tags/V    [Y, d]   the tag table, as in the paper (row y embeds hashtag y)
+    user/alpha [m, K], embedding/beta [d, K], image/gamma [n, K]   the 3-way factors
+    user/W [m_meta, h], user/b [h]                  the user layer u = ReLU(meta W + b), if any
 
 Norm constraints (`project`, applied after every update). The paper writes ||P_i|| <= 1 for
 i = 1..n with P in R^{d x n}: one constraint per *input dimension*, i.e. per column of P (a
@@ -36,9 +37,10 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from hashjax.models.base import Dims, Params
+from hashjax.models.base import Params, Stateless, Variables
 
 Batch = dict[str, Any]
+INPUTS = ("features", "user_meta")
 
 # The paper's initialisation: zero-mean Gaussian with standard deviation 0.001.
 PAPER_INIT_STD = 0.001
@@ -74,13 +76,13 @@ def _normal(key: jax.Array, shape: tuple[int, ...], std: float) -> jax.Array:
   return std * jax.random.normal(key, shape, jnp.float32)
 
 
-def _features(params: Params, batch: Batch, key: str) -> jax.Array:
+def _features(batch: Batch, dtype) -> jax.Array:
   """The batch's image descriptors, in the params' dtype, L2-normalised.
 
   The paper normalises descriptors for every model (it matters most for the 3-way product).
   Doing it here means every data source gets it, whatever its writer did.
   """
-  return l2_normalize(batch["features"].astype(params[key].dtype))
+  return l2_normalize(batch["features"].astype(dtype))
 
 
 def _init_user_layer(key: jax.Array, meta_dim: int, hidden: int, std: float) -> Params:
@@ -88,16 +90,15 @@ def _init_user_layer(key: jax.Array, meta_dim: int, hidden: int, std: float) -> 
 
   The bias starts at zero, the weights at N(0, std^2) like every other weight.
   """
-  return {"user_W": _normal(key, (meta_dim, hidden), std),
-          "user_b": jnp.zeros((hidden,), jnp.float32)}
+  return {"W": _normal(key, (meta_dim, hidden), std), "b": jnp.zeros((hidden,), jnp.float32)}
 
 
-def _user_vector(params: Params, batch: Batch) -> jax.Array:
-  """[B, m'] user vector: the learned ReLU layer if the params have one, else the raw metadata."""
-  meta = batch["user_meta"].astype(params["V"].dtype)
-  if "user_W" not in params:
+def _user_vector(user: Params, batch: Batch, dtype) -> jax.Array:
+  """[B, m'] user vector: the learned ReLU layer if the user part has one, else the metadata."""
+  meta = batch["user_meta"].astype(dtype)
+  if "W" not in user:
     return meta
-  return jax.nn.relu(meta @ params["user_W"] + params["user_b"])
+  return jax.nn.relu(meta @ user["W"] + user["b"])
 
 
 def _check_positive(**values) -> None:
@@ -182,7 +183,7 @@ three_way.defvjp(_three_way_fwd, _three_way_bwd)
 
 
 @dataclasses.dataclass(frozen=True)
-class Bilinear:
+class Bilinear(Stateless):
   """WSABIE's bilinear model: query = P x, score = (P x) . V_y. No user information.
 
   `init` returns projected params, so a large init_std still starts inside the constraints.
@@ -195,29 +196,35 @@ class Bilinear:
   init_std: float = PAPER_INIT_STD
   name: ClassVar[str] = "bilinear"
   label: ClassVar[str] = "Bilinear"  # in reports, as in Denton et al. Table 3
+  inputs: ClassVar[tuple[str, ...]] = ("features",)
 
   def __post_init__(self):
     _check_positive(d=self.d, init_std=self.init_std)
 
-  def init(self, rng: jax.Array, dims: Dims) -> Params:
+  def init(self, rng: jax.Array, spec) -> Variables:
     k_p, k_v = jax.random.split(rng)
-    params = {"P_T": _normal(k_p, (dims.feature_dim, self.d), self.init_std),
-              "V": _normal(k_v, (dims.num_tags, self.d), self.init_std)}
-    return self.project(params)
+    params = {"image": {"P_T": _normal(k_p, (spec.feature_dim, self.d), self.init_std)},
+              "tags": {"V": _normal(k_v, (spec.num_tags, self.d), self.init_std)}}
+    return {"params": self.project(params)}
 
-  def query(self, params: Params, batch: Batch) -> jax.Array:
-    return _features(params, batch, "P_T") @ params["P_T"]
+  def query(self, variables: Variables, batch: Batch) -> jax.Array:
+    p_t = variables["params"]["image"]["P_T"]
+    return _features(batch, p_t.dtype) @ p_t
 
-  def tags(self, params: Params) -> jax.Array:
-    return params["V"]
+  def tags(self, variables: Variables) -> jax.Array:
+    return variables["params"]["tags"]["V"]
 
   def project(self, params: Params) -> Params:
     """||V_y|| <= 1 per tag (rows of V); ||P_i|| <= 1 per input dim (rows of P_T = columns of P)."""
-    return {**params, "V": clip_norm(params["V"], -1), "P_T": clip_norm(params["P_T"], -1)}
+    return {**params, "tags": {"V": clip_norm(params["tags"]["V"], -1)},
+            "image": {"P_T": clip_norm(params["image"]["P_T"], -1)}}
+
+  def report_columns(self) -> dict[str, Any]:
+    return {"d": self.d}
 
 
 @dataclasses.dataclass(frozen=True)
-class UserBiased:
+class UserBiased(Stateless):
   """User-biased bilinear model: query = P x + Q u, a per-user additive shift of the image query.
 
   Attributes:
@@ -232,37 +239,45 @@ class UserBiased:
   init_std: float = PAPER_INIT_STD
   name: ClassVar[str] = "user_biased"
   label: ClassVar[str] = "User-biased"
+  inputs: ClassVar[tuple[str, ...]] = INPUTS
 
   def __post_init__(self):
     _check_positive(d=self.d, init_std=self.init_std)
     if self.user_hidden < 0:
       raise ValueError(f"user_hidden must be >= 0, got {self.user_hidden}.")
 
-  def init(self, rng: jax.Array, dims: Dims) -> Params:
+  def init(self, rng: jax.Array, spec) -> Variables:
     k_p, k_q, k_v, k_u = jax.random.split(rng, 4)
-    m = self.user_hidden or dims.user_meta_dim
-    params = {"P_T": _normal(k_p, (dims.feature_dim, self.d), self.init_std),
-              "Q_T": _normal(k_q, (m, self.d), self.init_std),
-              "V": _normal(k_v, (dims.num_tags, self.d), self.init_std)}
+    m = self.user_hidden or spec.user_meta_dim
+    user = {"Q_T": _normal(k_q, (m, self.d), self.init_std)}
     if self.user_hidden:
-      params.update(_init_user_layer(k_u, dims.user_meta_dim, self.user_hidden, self.init_std))
-    return self.project(params)
+      user.update(_init_user_layer(k_u, spec.user_meta_dim, self.user_hidden, self.init_std))
+    params = {"image": {"P_T": _normal(k_p, (spec.feature_dim, self.d), self.init_std)},
+              "user": user,
+              "tags": {"V": _normal(k_v, (spec.num_tags, self.d), self.init_std)}}
+    return {"params": self.project(params)}
 
-  def query(self, params: Params, batch: Batch) -> jax.Array:
-    x = _features(params, batch, "P_T")
-    return x @ params["P_T"] + _user_vector(params, batch) @ params["Q_T"]
+  def query(self, variables: Variables, batch: Batch) -> jax.Array:
+    params = variables["params"]
+    p_t = params["image"]["P_T"]
+    x = _features(batch, p_t.dtype)
+    return x @ p_t + _user_vector(params["user"], batch, p_t.dtype) @ params["user"]["Q_T"]
 
-  def tags(self, params: Params) -> jax.Array:
-    return params["V"]
+  def tags(self, variables: Variables) -> jax.Array:
+    return variables["params"]["tags"]["V"]
 
   def project(self, params: Params) -> Params:
     """As Bilinear, plus ||Q_i|| <= 1 per user dim (rows of Q_T = columns of Q). W, b are free."""
-    return {**params, "V": clip_norm(params["V"], -1), "P_T": clip_norm(params["P_T"], -1),
-            "Q_T": clip_norm(params["Q_T"], -1)}
+    return {**params, "tags": {"V": clip_norm(params["tags"]["V"], -1)},
+            "image": {"P_T": clip_norm(params["image"]["P_T"], -1)},
+            "user": {**params["user"], "Q_T": clip_norm(params["user"]["Q_T"], -1)}}
+
+  def report_columns(self) -> dict[str, Any]:
+    return {"d": self.d}
 
 
 @dataclasses.dataclass(frozen=True)
-class Multiplicative:
+class Multiplicative(Stateless):
   r"""User-multiplicative model: the user gates a rank-K image embedding, query = P^u x with
 
       P^u = beta diag(alpha^T u) gamma^T,    u = ReLU(W meta + b)  (24 units in the paper).
@@ -294,6 +309,7 @@ class Multiplicative:
   factor_max_norm: float | None = None
   name: ClassVar[str] = "multiplicative"
   label: ClassVar[str] = "3-way mult."
+  inputs: ClassVar[tuple[str, ...]] = INPUTS
 
   def __post_init__(self):
     _check_positive(d=self.d, K=self.K, init_std=self.init_std)
@@ -302,38 +318,46 @@ class Multiplicative:
     if self.factor_max_norm is not None:
       _check_positive(factor_max_norm=self.factor_max_norm)
 
-  def init(self, rng: jax.Array, dims: Dims) -> Params:
-    if dims.user_meta_dim == 0:
+  def init(self, rng: jax.Array, spec) -> Variables:
+    if spec.user_meta_dim == 0:
       # With no metadata u = ReLU(b) is one constant vector: the model is a rank-K bilinear one
       # whose zero-initialised b would keep every query at zero. Better to say so now.
       raise ValueError("the multiplicative model needs user metadata (user_meta_dim > 0).")
     k_a, k_b, k_g, k_v, k_u = jax.random.split(rng, 5)
-    m = self.user_hidden or dims.user_meta_dim
-    params = {"alpha": _normal(k_a, (m, self.K), self.init_std),
-              "beta": _normal(k_b, (self.d, self.K), self.init_std),
-              "gamma": _normal(k_g, (dims.feature_dim, self.K), self.init_std),
-              "V": _normal(k_v, (dims.num_tags, self.d), self.init_std)}
+    m = self.user_hidden or spec.user_meta_dim
+    user = {"alpha": _normal(k_a, (m, self.K), self.init_std)}
     if self.user_hidden:
-      params.update(_init_user_layer(k_u, dims.user_meta_dim, self.user_hidden, self.init_std))
-    return self.project(params)
+      user.update(_init_user_layer(k_u, spec.user_meta_dim, self.user_hidden, self.init_std))
+    params = {"image": {"gamma": _normal(k_g, (spec.feature_dim, self.K), self.init_std)},
+              "user": user,
+              "embedding": {"beta": _normal(k_b, (self.d, self.K), self.init_std)},
+              "tags": {"V": _normal(k_v, (spec.num_tags, self.d), self.init_std)}}
+    return {"params": self.project(params)}
 
-  def user_vectors(self, params: Params, batch: Batch) -> jax.Array:
+  def user_vectors(self, variables: Variables, batch: Batch) -> jax.Array:
     """[B, m'] the user vectors the 3-way product sees (the paper's t-SNE / probing input)."""
-    return _user_vector(params, batch)
+    user = variables["params"]["user"]
+    return _user_vector(user, batch, user["alpha"].dtype)
 
-  def query(self, params: Params, batch: Batch) -> jax.Array:
-    x = _features(params, batch, "gamma")
+  def query(self, variables: Variables, batch: Batch) -> jax.Array:
+    params = variables["params"]
+    gamma = params["image"]["gamma"]
+    x = _features(batch, gamma.dtype)
     product = three_way if self.hand_vjp else three_way_autodiff
-    return product(x, _user_vector(params, batch), params["alpha"], params["beta"],
-                   params["gamma"])
+    return product(x, _user_vector(params["user"], batch, gamma.dtype), params["user"]["alpha"],
+                   params["embedding"]["beta"], gamma)
 
-  def tags(self, params: Params) -> jax.Array:
-    return params["V"]
+  def tags(self, variables: Variables) -> jax.Array:
+    return variables["params"]["tags"]["V"]
 
   def project(self, params: Params) -> Params:
     """||V_y|| <= 1 per tag; the factors only if factor_max_norm is set (per column k)."""
-    params = {**params, "V": clip_norm(params["V"], -1)}
+    params = {**params, "tags": {"V": clip_norm(params["tags"]["V"], -1)}}
     if self.factor_max_norm is not None:
-      for key in ("beta", "gamma"):
-        params[key] = clip_norm(params[key], 0, self.factor_max_norm)
+      params["embedding"] = {"beta": clip_norm(params["embedding"]["beta"], 0,
+                                               self.factor_max_norm)}
+      params["image"] = {"gamma": clip_norm(params["image"]["gamma"], 0, self.factor_max_norm)}
     return params
+
+  def report_columns(self) -> dict[str, Any]:
+    return {"d": self.d, "K": self.K}

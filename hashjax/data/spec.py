@@ -1,0 +1,58 @@
+"""What a dataset is, in the numbers a model needs to build itself: one spec, read once.
+
+`PostDataset.spec` fills it from metadata.json; models take it in `init(rng, spec)` and size
+their layers from it, so nothing else builds these numbers by hand.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """Sizes of a dataset.
+
+  feature_dim: n, the length of a post's image feature vector.
+  user_meta_dim: m, the length of the user-metadata vector (0: none, e.g. HetRec).
+  num_tags: Y, the hashtag vocabulary.
+  num_users: U, users in the dataset; `user_index` in a batch is in [0, U).
+  word_vector_dim: w, the length of a hashtag's word vector (0: the dataset has none).
+  caption_vocab_size: caption token ids are in [0, caption_vocab_size) (0: no captions).
+  max_tags_per_post: the longest hashtag list.
+  max_caption_len: the longest caption, in tokens (0: no captions).
+  """
+  feature_dim: int
+  user_meta_dim: int
+  num_tags: int
+  num_users: int
+  word_vector_dim: int = 0
+  caption_vocab_size: int = 0
+  max_tags_per_post: int = 1
+  max_caption_len: int = 0
+
+  def example_batch(self, fields, *, batch_size: int = 1, sequence_length: int = 0) -> dict:
+    """Zero-valued inputs of the right shapes and dtypes (to initialise flax modules).
+
+    With sequence_length > 0 every field gets a [batch_size, sequence_length] leading shape,
+    the layout of `pipeline.sequence_batches`.
+    """
+    lead = (batch_size, sequence_length) if sequence_length else (batch_size,)
+    shapes = {
+        "features": ((self.feature_dim,), np.float32),
+        "user_meta": ((self.user_meta_dim,), np.float32),
+        "user_index": ((), np.int32),
+        "user_id": ((), np.int64),
+        "post_id": ((), np.int64),
+        "timestamp": ((), np.int64),
+        "tag_ids": ((self.max_tags_per_post,), np.int32),
+        "tag_mask": ((self.max_tags_per_post,), bool),
+        "caption_ids": ((max(self.max_caption_len, 1),), np.int32),
+        "caption_mask": ((max(self.max_caption_len, 1),), bool),
+        "seq_mask": ((), bool),
+        "target_mask": ((), bool),
+    }
+    unknown = sorted(set(fields) - set(shapes))
+    if unknown:
+      raise KeyError(f"no example for batch fields {unknown}; known: {sorted(shapes)}")
+    return {f: np.zeros(lead + shapes[f][0], shapes[f][1]) for f in fields}

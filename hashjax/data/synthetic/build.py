@@ -1,0 +1,133 @@
+"""Builds a dataset directory from the synthetic world, user by user, in bounded memory.
+
+Each user's posts are generated, assigned to splits and handed to the DatasetWriter, which
+streams them into shards; only the small per-post latents (concept ids and weights, for the
+oracle) are kept until the end. After the writer renumbers hashtags by training frequency, the
+world is renumbered the same way and saved to DIR/world/, so the oracle scores in dataset ids.
+
+Splits: user_disjoint or temporal (hashjax.data.splits).
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from hashjax.data import format as fmt
+from hashjax.data import splits
+from hashjax.data.synthetic.world import PRESETS, World
+from hashjax.data.writer import DatasetWriter
+
+GENERATOR = "hashjax.data.synthetic"  # recorded in provenance; unchanged by the package move
+# Bump whenever a change to the generator or to a preset changes the data it produces or the
+# stored world (which the oracle reads), so that cached datasets (ensure_synthetic) are rebuilt
+# instead of silently reused. Version 3 keeps the tag tables per (style group, country) for
+# `polysemy_by`; its default posts are byte-identical to version 2's.
+GENERATOR_VERSION = 3
+WORLD_DIR = "world"
+LATENT_FILE = "post_latents.npz"
+def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
+                    split_scheme: str = "temporal", feature_dtype: str = "float32",
+                    overrides: dict[str, Any] | None = None, posts_per_shard: int = 50_000,
+                    overwrite: bool = False, log=print) -> dict[str, Any]:
+  """Generates the preset's world and writes it as a dataset; returns the metadata."""
+  if preset not in PRESETS:
+    raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+  config = dataclasses.replace(PRESETS[preset], **(overrides or {}))
+  start = time.time()
+  world = World.create(config, seed)
+  writer = DatasetWriter(directory, feature_dim=config.feature_dim, num_tags=len(world.tag_strings),
+                         user_meta_dim=10, split_scheme=split_scheme, feature_dtype=feature_dtype,
+                         has_captions=True, caption_vocab_size=len(world.caption_vocab),
+                         posts_per_shard=posts_per_shard, overwrite=overwrite)
+  user_split = splits.user_disjoint_split(config.num_users, seed)
+  report = fmt.BuildReport()
+  concept_ids, concept_weights = [], []
+  next_post_id = 0
+  for user in range(config.num_users):
+    posts = world.generate_user_posts(user)
+    n = len(posts["timestamp"])
+    split = (splits.temporal_split(n) if split_scheme == "temporal"
+             else np.full(n, user_split[user], np.int8))
+    report.read += n
+    writer.add_block(post_id=np.arange(next_post_id, next_post_id + n), user_id=np.full(n, user),
+                     timestamp=posts["timestamp"], split=split, features=posts["features"],
+                     tags=posts["tags"], captions=posts["captions"],
+                     user_meta=world.user_meta(np.full(n, user)),
+                     where=lambda i, u=user: f"synthetic user {u} post {i}")
+    concept_ids.append(posts["concept_ids"])
+    concept_weights.append(posts["concept_weights"])
+    next_post_id += n
+    if log and (user + 1) % max(1, config.num_users // 10) == 0:
+      log(f"  generated {user + 1}/{config.num_users} users, {next_post_id} posts "
+          f"({time.time() - start:.0f}s)")
+  provenance = {"generator": GENERATOR, "generator_version": GENERATOR_VERSION, "preset": preset,
+                "seed": seed, "config": dataclasses.asdict(config)}
+  order = writer.finalize(vocab=world.tag_strings, word_vectors=world.word_vectors,
+                          caption_vocab=world.caption_vocab, users=world.users,
+                          provenance=provenance, report=report)
+  world.reorder_tags(order).save(os.path.join(directory, WORLD_DIR))
+  np.savez(os.path.join(directory, WORLD_DIR, LATENT_FILE),
+           concept_ids=np.concatenate(concept_ids), concept_weights=np.concatenate(concept_weights))
+  if log:
+    log(f"built {directory} in {time.time() - start:.1f}s: {report.summary()}")
+  return fmt.read_metadata(directory)
+
+
+def load_world(directory: str) -> World:
+  """The world of a built dataset, renumbered to the dataset's tag ids."""
+  world_dir = os.path.join(directory, WORLD_DIR)
+  if not os.path.isdir(world_dir):
+    raise fmt.DatasetError(f"{world_dir}: missing; only synthetic datasets have a world")
+  return World.load(world_dir)
+
+
+def load_oracle(directory: str) -> tuple[World, np.ndarray, np.ndarray]:
+  """The renumbered world and the per-row latents (concept ids, weights) of a built dataset."""
+  world = load_world(directory)
+  latents = np.load(os.path.join(directory, WORLD_DIR, LATENT_FILE))
+  return world, latents["concept_ids"], latents["concept_weights"]
+
+
+def default_data_dir(preset: str, seed: int, split_scheme: str) -> str:
+  """Where the main job keeps generated data: $HASHJAX_DATA_DIR or ~/hashjax_data."""
+  root = os.environ.get("HASHJAX_DATA_DIR", os.path.join(os.path.expanduser("~"), "hashjax_data"))
+  return os.path.join(root, f"synthetic-{preset}-{split_scheme}-seed{seed}")
+
+
+def ensure_synthetic(directory: str, *, preset: str, seed: int, split_scheme: str,
+                     log=print) -> str:
+  """Builds the dataset unless a complete one with the same recipe is already there.
+
+  The recipe is (preset, seed, split) and the generator version: a cache left by an older
+  generator is rebuilt, with a log line saying why; a directory that holds any other dataset
+  (another recipe, or the preset built with overrides) is never touched.
+  """
+  recipe = {"preset": preset, "seed": seed, "split_scheme": split_scheme}
+  try:
+    meta = fmt.read_metadata(directory)
+    prov = meta["provenance"]
+    found = {"preset": prov.get("preset"), "seed": prov.get("seed"),
+             "split_scheme": meta["split_scheme"]}
+    if found != recipe or prov.get("generator") != GENERATOR:
+      raise fmt.DatasetError(f"{directory} holds another dataset ({found})")
+    version = prov.get("generator_version")
+    if version == GENERATOR_VERSION:
+      if prov["config"] != json.loads(json.dumps(dataclasses.asdict(PRESETS[preset]))):
+        raise fmt.DatasetError(f"{directory} holds another dataset (preset {preset!r} built "
+                               "with overrides)")
+      return directory
+    reason = f"stale cache: generator version {version}, this code writes {GENERATOR_VERSION}"
+  except fmt.DatasetError as e:
+    if os.path.exists(os.path.join(directory, fmt.METADATA_FILE)):
+      raise  # a different, complete dataset: never overwrite it silently
+    reason = str(e)
+  if log:
+    log(f"building synthetic dataset ({preset}, seed {seed}, {split_scheme}) in {directory}"
+        f" [{reason}]")
+  build_synthetic(directory, preset=preset, seed=seed, split_scheme=split_scheme, overwrite=True,
+                  log=log)
+  return directory

@@ -1,0 +1,61 @@
+"""A flax (linen) module as a hashjax model: the same pure functions, with state and randomness.
+
+Write the towers as one linen module with two methods,
+
+    query(batch, train: bool) -> [..., d]      the query tower on the declared batch fields
+    tag_table() -> [Y, d]                      the tag tower
+
+whose submodules are the model's parts (their names are the top-level keys of params, e.g.
+"image", "user", "tags": what init_from loads and config.frozen keeps). Subclass FlaxTwoTower,
+declare `inputs` and return the module from `module()`; the adapter supplies init / query /
+train_query / tags. In training mode, dropout draws from the step's key and batch statistics
+(any collection besides "params") are returned as state updates; inference uses the running
+statistics and no dropout.
+"""
+
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+
+from hashjax.models.base import Variables
+
+
+class FlaxTwoTower:
+  """Base of flax-backed models (see the module docstring). Subclasses are frozen dataclasses."""
+  layout: ClassVar[str] = "posts"
+  inputs: ClassVar[tuple[str, ...]] = ()
+
+  def module(self) -> nn.Module:
+    raise NotImplementedError
+
+  def init(self, rng: jax.Array, spec) -> Variables:
+    params_key, dropout_key = jax.random.split(rng)
+    example = spec.example_batch(self.inputs, batch_size=2,
+                                 sequence_length=2 if self.layout == "sequences" else 0)
+    variables = self.module().init({"params": params_key, "dropout": dropout_key}, example,
+                                   method=_both_towers)
+    return dict(variables)
+
+  def query(self, variables: Variables, batch: dict[str, Any]) -> jax.Array:
+    return self.module().apply(variables, batch, train=False, method="query")
+
+  def train_query(self, variables: Variables, batch: dict[str, Any], rng: jax.Array):
+    state = [c for c in variables if c != "params"]
+    out = self.module().apply(variables, batch, train=True, method="query",
+                              rngs={"dropout": rng}, mutable=state)
+    if not state:
+      return out, {}
+    queries, updates = out
+    return queries, dict(updates)
+
+  def tags(self, variables: Variables) -> jax.Array:
+    return self.module().apply(variables, method="tag_table")
+
+  def project(self, params):
+    return params
+
+
+def _both_towers(module, batch):
+  """Init through both towers so every part's parameters are created."""
+  return module.query(batch, train=False), module.tag_table()

@@ -1,0 +1,55 @@
+"""Flax layers shared by the neural models (an MLP tower, a learned tag table)."""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class MLP(nn.Module):
+  """[Dense -> (BatchNorm) -> ReLU -> (Dropout)] for each width in `features`.
+
+  Batch norm uses batch statistics in training and running averages (momentum 0.9) otherwise;
+  dropout is active only in training and draws from the "dropout" rng.
+  """
+  features: Sequence[int]
+  dropout_rate: float = 0.0
+  batch_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    for width in self.features:
+      x = nn.Dense(width)(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+      x = nn.relu(x)
+      if self.dropout_rate:
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return x
+
+
+class TagTable(nn.Module):
+  """A learned table of hashtag embeddings [Y, d], with an optional bias per hashtag.
+
+  Rows start like the kernel of a Dense layer from d inputs (LeCun normal). With bias=True the
+  table is [Y, d + 1] (last column the bias), to be scored against queries ending in a 1, so
+  that q . row_y = h . w_y + b_y: a classifier's output layer as a two-tower dot product.
+  """
+  num_tags: int
+  features: int
+  bias: bool = True
+
+  @nn.compact
+  def __call__(self):
+    init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=-1,
+                                            out_axis=-2)
+    table = self.param("embedding", init, (self.num_tags, self.features))
+    if not self.bias:
+      return table
+    b = self.param("bias", nn.initializers.zeros_init(), (self.num_tags,))
+    return jnp.concatenate([table, b[:, None]], axis=-1)
+
+
+def append_one(h):
+  """[..., d] -> [..., d + 1] with a trailing 1: the query side of TagTable(bias=True)."""
+  return jnp.concatenate([h, jnp.ones(h.shape[:-1] + (1,), h.dtype)], axis=-1)

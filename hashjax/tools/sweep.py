@@ -1,0 +1,157 @@
+r"""Runs a list of config variants over several seeds and assembles the paper's tables.
+
+  python -m hashjax.tools.sweep --config=experiments/denton.py --sweep=tables --seeds=3 \
+      --workdir=runs/denton_tables --readme=README.md
+
+The config module's `get_sweep(name)` returns {table title: [variant args, ...]}. Every
+(variant, seed) trains in its own workdir, WORKDIR/<variant>/seed<i>; a finished run (one with a
+metrics.json) is skipped, so the sweep can be killed and rerun and it continues. A finished run
+of a different config (the experiment file changed since) is an error, never a stale table row.
+Tables have one row per variant (mean ± std over seeds) plus the frequency baseline and the
+oracle, as in Denton et al. Tables 3-4; they go to WORKDIR/tables.md and, with --readme, between
+the <!-- sweep:NAME --> markers of that file.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import time
+
+from absl import app, flags, logging
+
+from hashjax import config as config_lib
+from hashjax.eval import oracles, report
+from hashjax.training import trainer
+
+REFERENCE_ROWS = {"Freq. baseline": "Global frequency",
+                  "Oracle": oracles.Oracle.name}
+
+
+def define_flags() -> None:
+  """The command's flags; defined when it runs (not at import: tools share flag names)."""
+  flags.DEFINE_string("config", None, "Experiment config file.", required=True)
+  flags.DEFINE_string("sweep", "tables", "Which get_sweep(name) list to run.")
+  flags.DEFINE_integer("seeds", 3, "Seeds per variant (each is its own synthetic world).")
+  flags.DEFINE_string("workdir", None, "Root of all runs.", required=True)
+  flags.DEFINE_string("readme", None, "Also write the tables into this markdown file.")
+  flags.DEFINE_multi_string("set", [], "FIELD=VALUE applied to every run's config.")
+
+
+def load_config_module(path: str):
+  spec = importlib.util.spec_from_file_location("sweep_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def apply_override(config, item: str) -> None:
+  """FIELD=VALUE (dotted FIELD), typed like the field's current value (config.parse_value)."""
+  field, sep, value = item.partition("=")
+  if not sep:
+    raise ValueError(f"--set={item!r}: expected FIELD=VALUE")
+  *parents, leaf = field.split(".")
+  node = config
+  try:
+    for p in parents:
+      node = node[p]
+    current = node[leaf]
+  except (KeyError, AttributeError) as e:
+    raise ValueError(f"--set={item!r}: the config has no field {field!r}") from e
+  node[leaf] = config_lib.parse_value(value, current)
+
+
+def run_one(module, variant: str, seed: int, workdir: str, overrides) -> dict:
+  """Trains one (variant, seed) unless its workdir already holds a finished run."""
+  result_path = os.path.join(workdir, "metrics.json")
+  config = module.get_config(f"{variant},seed={seed}" if variant else f"seed={seed}")
+  for item in overrides:
+    apply_override(config, item)
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      result = json.load(f)
+    changed = _changed_fields(result["config"], json.loads(config.to_json()))
+    if changed:
+      raise ValueError(f"{workdir} holds a run of another config (fields {', '.join(changed)} "
+                       "differ); use a new --workdir, or delete that run to redo it")
+    return result
+  start = time.time()
+  trainer.train_and_evaluate(config, workdir)
+  logging.info("%s seed %d done in %.0fs", variant, seed, time.time() - start)
+  with open(result_path) as f:
+    return json.load(f)
+
+
+def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+  """Dotted names of the fields that differ between two config dicts."""
+  out = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _changed_fields(a, b, f"{prefix}{key}.")
+    elif a != b:
+      out.append(prefix + key)
+  return out
+
+
+def table_rows(runs_by_variant: dict[str, list[dict]]) -> list[tuple[str, dict]]:
+  """The reference rows (from the first variant's runs), then one row per variant, each the
+  mean ± std over seeds. Rows are named by model, as in the paper; the model's descriptive
+  columns (Denton's d and K) tell them apart."""
+  rows = []
+  first = next(iter(runs_by_variant.values()))
+  for label, name in REFERENCE_ROWS.items():
+    if name in first[0]["results"]:
+      rows.append((label, report.aggregate_seeds([{label: r["results"][name]}
+                                                  for r in first])[label]))
+  for runs in runs_by_variant.values():
+    stats = report.aggregate_seeds([{"m": r["test"]} for r in runs])["m"]
+    rows.append((runs[0]["model"], {"columns": runs[0]["columns"], **stats}))
+  return rows
+
+
+def render(tables: dict[str, list], seeds: int) -> str:
+  parts = []
+  for title, rows in tables.items():
+    parts.append(f"**{title}** (mean ± std over {seeds} seeds)\n\n" + report.format_table(rows))
+  return "\n\n".join(parts) + "\n"
+
+
+def write_into_markdown(path: str, name: str, text: str) -> None:
+  """Replaces what stands between <!-- sweep:NAME --> and <!-- /sweep:NAME --> in `path`."""
+  with open(path) as f:
+    content = f.read()
+  begin, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
+  if begin not in content or end not in content:
+    raise ValueError(f"{path} has no {begin} ... {end} markers")
+  pattern = re.escape(begin) + ".*?" + re.escape(end)
+  content = re.sub(pattern, lambda _: f"{begin}\n{text}{end}", content, flags=re.S)
+  with open(path, "w") as f:
+    f.write(content)
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  module = load_config_module(f.config)
+  sweep = module.get_sweep(f.sweep)
+  tables = {}
+  for title, variants in sweep.items():
+    runs = {}
+    for variant in variants:
+      slug = re.sub(r"[^A-Za-z0-9=,._-]", "_", variant) or "default"
+      runs[variant] = [run_one(module, variant, seed,
+                               os.path.join(f.workdir, slug, f"seed{seed}"), f.set)
+                       for seed in range(f.seeds)]
+    tables[title] = table_rows(runs)
+  text = render(tables, f.seeds)
+  with open(os.path.join(f.workdir, "tables.md"), "w") as out:
+    out.write(text)
+  if f.readme:
+    write_into_markdown(f.readme, f.sweep, text)
+  print(text)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

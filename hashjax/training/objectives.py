@@ -1,0 +1,110 @@
+"""The objective registry: config.loss = dict(name=..., **hyperparameters) -> a training loss.
+
+An objective turns (model, variables, batch, rng) into (loss, diagnostics, state updates). The
+ones here score two-tower queries against the whole tag table and call the loss math in
+hashjax.losses (WARP) or optax (softmax / sigmoid cross-entropy); a loss that needs more of a
+model than its two towers (Veit et al.'s negatives along the user axis) is an objective too, and
+plugs into the same trainer.
+
+    warp      Weston et al. 2011, Denton et al.: sum over a post's positives of the rank-weighted
+              hinge, averaged over posts (one post's update = the paper's per-positive steps)
+    softmax   -log softmax(scores)[y], y drawn uniformly from the post's hashtags at every visit
+              (Veit et al.'s MCLL); mean over posts that have a hashtag
+    sigmoid   sum over the vocabulary of binary cross-entropy against the multi-hot hashtag set
+              (the HARRISON classifier); mean over posts that have a hashtag
+
+Sequence batches (fields [S, W, ...]) are flattened to posts, and only the targets
+(`target_mask`) count.
+"""
+
+import dataclasses
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from hashjax.losses import targets, warp
+
+
+def _two_tower(model, variables, batch, rng):
+  """Training-mode queries flattened to [N, d], tags [N, T] with non-targets masked, the
+  tag table [Y, d], the number of posts the loss averages over, and the state updates."""
+  queries, updates = model.train_query(variables, batch, rng)
+  tag_ids, tag_mask = batch["tag_ids"], batch["tag_mask"]
+  if "target_mask" in batch:
+    tag_mask = tag_mask & batch["target_mask"][..., None]
+    num_posts = jnp.maximum(batch["target_mask"].sum(), 1)
+  else:
+    num_posts = tag_ids.shape[0]
+  num_slots = tag_ids.shape[-1]
+  return (queries.reshape(-1, queries.shape[-1]), tag_ids.reshape(-1, num_slots),
+          tag_mask.reshape(-1, num_slots), model.tags(variables), num_posts, updates)
+
+
+@dataclasses.dataclass(frozen=True)
+class Warp:
+  """WARP with `margin` and up to `max_trials` draws per positive (hashjax.losses.warp)."""
+  margin: float = 0.1
+  max_trials: int = 1000
+  name: ClassVar[str] = "warp"
+
+  def __call__(self, model, variables, batch, rng):
+    # The negative draws use rng itself, the model's own randomness a key derived from it.
+    queries, tag_ids, tag_mask, table, num_posts, updates = _two_tower(
+        model, variables, batch, jax.random.fold_in(rng, 1))
+    per_positive, sample = warp.warp_loss_two_tower(rng, queries, table, tag_ids, tag_mask,
+                                                    margin=self.margin,
+                                                    max_trials=self.max_trials)
+    positives = jnp.maximum(tag_mask.sum(), 1)
+    aux = {"violator_found": (sample.found & tag_mask).sum() / positives,
+           "mean_draws": jnp.where(tag_mask, sample.num_draws, 0).sum() / positives}
+    return per_positive.sum() / num_posts, aux, updates
+
+
+@dataclasses.dataclass(frozen=True)
+class Softmax:
+  """Softmax cross-entropy over the vocabulary against one uniformly drawn hashtag per post."""
+  name: ClassVar[str] = "softmax"
+
+  def __call__(self, model, variables, batch, rng):
+    label_key, model_key = jax.random.split(rng)
+    queries, tag_ids, tag_mask, table, _, updates = _two_tower(model, variables, batch,
+                                                               model_key)
+    labels, has_positive = targets.uniform_positive(label_key, tag_ids, tag_mask)
+    per_post = optax.softmax_cross_entropy_with_integer_labels(queries @ table.T, labels)
+    return _mean_over(per_post, has_positive), {}, updates
+
+
+@dataclasses.dataclass(frozen=True)
+class SigmoidCrossEntropy:
+  """Binary cross-entropy of every hashtag against the post's multi-hot set, summed over tags."""
+  name: ClassVar[str] = "sigmoid"
+
+  def __call__(self, model, variables, batch, rng):
+    queries, tag_ids, tag_mask, table, _, updates = _two_tower(model, variables, batch, rng)
+    labels = targets.multi_hot(tag_ids, tag_mask, table.shape[0])
+    per_post = optax.sigmoid_binary_cross_entropy(queries @ table.T, labels).sum(axis=-1)
+    return _mean_over(per_post, tag_mask.any(axis=-1)), {}, updates
+
+
+def _mean_over(per_post: jax.Array, where: jax.Array) -> jax.Array:
+  # where, not a product: a post that does not count must not turn the loss into NaN.
+  return jnp.where(where, per_post, 0.0).sum() / jnp.maximum(where.sum(), 1)
+
+
+OBJECTIVES = {cls.name: cls for cls in (Warp, Softmax, SigmoidCrossEntropy)}
+
+
+def make_objective(loss_config: Any):
+  """The objective config.loss describes: {name, **hyperparameters}."""
+  options = dict(loss_config)
+  name = options.pop("name", None)
+  if name not in OBJECTIVES:
+    raise ValueError(f"unknown loss {name!r}; available: {', '.join(sorted(OBJECTIVES))}")
+  try:
+    return OBJECTIVES[name](**options)
+  except TypeError as e:
+    fields = [f.name for f in dataclasses.fields(OBJECTIVES[name])]
+    raise ValueError(f"loss {name!r} takes {fields or 'no options'}; got {sorted(options)}"
+                     ) from e

@@ -1,0 +1,127 @@
+"""The synthetic dataset builder: splits, renumbered oracle, baseline order, reuse, main job."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hashjax.eval import baselines, evaluate, report
+from hashjax.data import format as fmt
+from hashjax.data.synthetic import build as build_synthetic
+from hashjax.data.reader import PostDataset
+from tests.dataset_fixtures import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def temporal(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("syn") / "temporal")
+  build_synthetic.build_synthetic(directory, preset="tiny", seed=1, split_scheme="temporal",
+                                  posts_per_shard=500, log=None)
+  return PostDataset(directory)
+
+
+def test_temporal_split_puts_each_users_first_90_percent_in_train(temporal):
+  split_of = np.empty(temporal.num_posts, np.int8)
+  for name, code in fmt.SPLIT_CODES.items():
+    split_of[temporal.split_rows(name)] = code
+  for user in np.unique(temporal.user_ids):
+    codes = split_of[temporal.user_rows(user)]
+    assert (np.diff(codes) >= 0).all()  # train, then val, then test, in time order
+    n = len(codes)
+    assert (codes == 0).sum() == max(1, int(np.floor(0.9 * n)))
+  assert temporal.metadata["provenance"]["preset"] == "tiny"
+  assert len(temporal.metadata["shards"]) > 1
+
+
+def test_user_disjoint_split_gives_each_user_one_split(tmp_path):
+  directory = str(tmp_path / "disjoint")
+  build_synthetic.build_synthetic(directory, preset="tiny", seed=1, split_scheme="user_disjoint",
+                                  log=None)
+  ds = PostDataset(directory)
+  users = [set(ds.user_ids[ds.split_rows(s)].tolist()) for s in fmt.SPLITS]
+  assert not (users[0] & users[1]) and not (users[0] & users[2]) and not (users[1] & users[2])
+  num_users = len(np.unique(ds.user_ids))
+  assert abs(len(users[2]) - 0.1 * num_users) <= 1
+
+
+def test_saved_world_speaks_the_datasets_tag_ids(temporal):
+  world, concept_ids, concept_weights = build_synthetic.load_oracle(temporal.directory)
+  assert world.tag_strings == temporal.vocab
+  rows = np.arange(temporal.num_posts)
+  batch = temporal.read(rows, fields=("user_id", "tag_ids", "tag_mask"))
+  probs = world.true_tag_distribution(batch["user_id"], concept_ids[rows], concept_weights[rows])
+  # Every written hashtag had positive probability under the (renumbered) true distribution.
+  assert (np.take_along_axis(probs, np.maximum(batch["tag_ids"], 0), 1)[batch["tag_mask"]] > 0).all()
+  # Regenerating a user from the saved world gives the stored posts, in dataset ids.
+  user = int(temporal.user_ids[-1])
+  posts = world.generate_user_posts(user)
+  stored = temporal.read(temporal.user_rows(user))
+  np.testing.assert_allclose(stored["features"], posts["features"], rtol=1e-6)
+  for ids, mask, tags in zip(stored["tag_ids"], stored["tag_mask"], posts["tags"]):
+    np.testing.assert_array_equal(ids[mask], tags)
+
+
+def test_oracle_beats_user_frequency_beats_global(temporal):
+  results = evaluate.evaluate_scorers(baselines.reference_scorers(temporal), temporal, "test")
+  p1 = {name: row["P@1"] for name, row in results.items()}
+  assert (p1["Global frequency"] < p1["User-specific frequency"]
+          < p1["Oracle (true distribution)"])
+  # The image and the user both carry signal the oracle uses.
+  assert p1["Global frequency"] < p1["Oracle, image only"] < p1["Oracle (true distribution)"]
+  assert p1["Oracle, user swapped"] < p1["Oracle (true distribution)"]
+  # Metadata reveals part of the user: between knowing nobody and knowing the user.
+  assert (p1["Oracle, user swapped"] < p1["Oracle, metadata only"]
+          <= p1["Oracle (true distribution)"])
+
+
+def test_ensure_synthetic_reuses_and_never_overwrites_other_data(tmp_path, temporal):
+  meta_path = os.path.join(temporal.directory, fmt.METADATA_FILE)
+  before = os.path.getmtime(meta_path)
+  build_synthetic.ensure_synthetic(temporal.directory, preset="tiny", seed=1,
+                                   split_scheme="temporal", log=None)
+  assert os.path.getmtime(meta_path) == before
+  with pytest.raises(fmt.DatasetError, match="holds another dataset"):
+    build_synthetic.ensure_synthetic(temporal.directory, preset="tiny", seed=2,
+                                     split_scheme="temporal", log=None)
+
+
+def test_ensure_synthetic_rebuilds_a_stale_cache_but_not_an_overridden_build(tmp_path):
+  directory = str(tmp_path / "cache")
+  build_synthetic.build_synthetic(directory, preset="tiny", seed=0, split_scheme="temporal",
+                                  log=None)
+  meta = fmt.read_metadata(directory)
+  meta["provenance"]["generator_version"] = build_synthetic.GENERATOR_VERSION - 1
+  fmt.write_metadata(directory, meta)
+  messages = []
+  build_synthetic.ensure_synthetic(directory, preset="tiny", seed=0, split_scheme="temporal",
+                                   log=messages.append)
+  assert "stale cache" in messages[0]
+  rebuilt = fmt.read_metadata(directory)["provenance"]
+  assert rebuilt["generator_version"] == build_synthetic.GENERATOR_VERSION
+
+  overridden = str(tmp_path / "overridden")
+  build_synthetic.build_synthetic(overridden, preset="tiny", seed=0, split_scheme="temporal",
+                                  overrides={"group_metadata_strength": 0.5}, log=None)
+  with pytest.raises(fmt.DatasetError, match="built with overrides"):
+    build_synthetic.ensure_synthetic(overridden, preset="tiny", seed=0, split_scheme="temporal",
+                                     log=None)
+
+
+def test_main_job_end_to_end(tmp_path):
+  env = dict(os.environ, HASHJAX_DATA_DIR=str(tmp_path / "data"))
+  workdir = tmp_path / "run"
+  out = subprocess.run([sys.executable, "-m", "hashjax.main",
+                        "--config=experiments/baselines.py:preset=tiny,seeds=2",
+                        f"--workdir={workdir}"], env=env, capture_output=True, text=True,
+                       cwd=REPO_ROOT, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "| Oracle (true distribution) |" in out.stdout
+  with open(workdir / "metrics.json") as f:
+    results = json.load(f)["results"]
+  assert set(results) == {"Global frequency", "User-specific frequency", "Oracle, image only",
+                          "Oracle, user swapped", "Oracle, metadata only",
+                          "Oracle (true distribution)"}
+  assert "| Method | P@1 | R@10 | A@10 |" in (workdir / "report.md").read_text()

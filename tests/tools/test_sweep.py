@@ -1,0 +1,49 @@
+"""The sweep runner: runs variants x seeds, skips finished runs, assembles the paper's tables."""
+
+import os
+
+import pytest
+
+from hashjax.tools import sweep
+from tests.dataset_fixtures import REPO_ROOT
+
+CONFIG = os.path.join(REPO_ROOT, "experiments", "denton.py")
+TINY = ["train_steps=20", "batch_size=32", "loss.max_trials=20", "eval_every=10",
+        "checkpoint_every=10", "log_every=10"]
+
+
+def test_denton_sweep_lists_every_row_of_tables_3_and_4():
+  tables = sweep.load_config_module(CONFIG).get_sweep("tables")
+  assert len(tables) == 2
+  for rows in tables.values():
+    assert len(rows) == 13  # 4 bilinear + 4 user-biased + 5 3-way, as in the paper
+
+
+def test_runs_are_reused_and_tables_are_assembled(tmp_path, monkeypatch):
+  monkeypatch.setenv("HASHJAX_DATA_DIR", str(tmp_path / "data"))
+  module = sweep.load_config_module(CONFIG)
+  variants = ["model=bilinear,d=8,preset=tiny", "model=multiplicative,d=8,K=4,preset=tiny"]
+  runs = {v: [sweep.run_one(module, v, seed, str(tmp_path / v / f"s{seed}"), TINY)
+              for seed in range(2)] for v in variants}
+  mtime = os.path.getmtime(tmp_path / variants[0] / "s0" / "metrics.json")
+  again = sweep.run_one(module, variants[0], 0, str(tmp_path / variants[0] / "s0"), TINY)
+  assert again == runs[variants[0]][0]  # finished runs are read back, not retrained
+  assert os.path.getmtime(tmp_path / variants[0] / "s0" / "metrics.json") == mtime
+  with pytest.raises(ValueError, match="fields learning_rate differ"):  # a stale run is no row
+    sweep.run_one(module, variants[0], 0, str(tmp_path / variants[0] / "s0"),
+                  TINY + ["learning_rate=0.5"])
+
+  rows = sweep.table_rows(runs)
+  names = [name for name, _ in rows]
+  assert names == ["Freq. baseline", "Oracle", "Bilinear", "3-way mult."]
+  assert rows[3][1]["columns"] == {"d": 8, "K": 4} and rows[2][1]["columns"] == {"d": 8}
+  assert len(rows[2][1]["P@1"]["values"]) == 2  # one value per seed
+
+  readme = tmp_path / "README.md"
+  readme.write_text("intro\n<!-- sweep:tables -->\nold\n<!-- /sweep:tables -->\noutro\n")
+  sweep.write_into_markdown(str(readme), "tables", sweep.render({"T": rows}, seeds=2))
+  text = readme.read_text()
+  assert "old" not in text and "| 3-way mult. | 8 | 4 |" in text and text.endswith("outro\n")
+  assert "±" in text
+  with pytest.raises(ValueError, match="markers"):
+    sweep.write_into_markdown(str(readme), "other", "x")

@@ -1,0 +1,48 @@
+"""Top-1 by tag kind: a hand-computed case, and an exact split of a real run's test P@1."""
+
+import numpy as np
+import pytest
+
+from experiments import denton as denton_config
+from hashjax.tools import tag_kind_report
+from hashjax.training import trainer as train
+from hashjax.data.synthetic import build as build_synthetic
+from hashjax.data.synthetic import vocab as synthetic
+from hashjax.data.reader import PostDataset
+
+
+def test_top1_by_kind_hand_computed():
+  kinds = np.array([0, 0, 4, 5])  # tags 0, 1: concept; 2: social; 3: generic
+  pred = np.array([[0, 2], [2, 0], [3, 1], [1, 0]])
+  true = np.array([[0, 1], [1, 0], [3, 0], [2, 0]])
+  mask = np.array([[True, True], [True, False], [True, False], [True, False]])
+  # Post 0: top-1 concept tag 0, a hit. Post 1: social 2, a miss. Post 2: generic 3, a hit.
+  # Post 3: concept 1, a miss (tag 0 in its padded row is masked out).
+  rows = tag_kind_report.top1_by_kind(pred, true, mask, kinds)
+  assert rows["concept"] == {"share": 0.5, "P@1": 0.25}
+  assert rows["social"] == {"share": 0.25, "P@1": 0.0}
+  assert rows["generic"] == {"share": 0.25, "P@1": 0.25}
+  assert set(rows) == set(synthetic.KIND_NAMES)
+  assert all(rows[k] == {"share": 0.0, "P@1": 0.0} for k in ("polysemous", "city", "tail"))
+
+
+@pytest.mark.parametrize("dist", ["natural", "balanced"])
+def test_kinds_split_the_tested_p_at_1_of_a_run(tmp_path, dist):
+  directory = str(tmp_path / "tiny")
+  build_synthetic.build_synthetic(directory, preset="tiny", seed=0, split_scheme="user_disjoint",
+                                  log=None)
+  config = denton_config.get_config(f"preset=tiny,dist={dist}")
+  config.batch_size, config.train_steps, config.max_trials = 32, 40, 50
+  config.log_every = config.eval_every = config.checkpoint_every = 10
+  workdir = str(tmp_path / "run")
+  out = train.train_and_evaluate(config, workdir, PostDataset(directory))
+  rows = tag_kind_report.report_run(workdir)
+  assert sum(v["share"] for v in rows.values()) == pytest.approx(1.0)
+  # Same parameters (the selected step, restored from the checkpoint), same posts: exact split.
+  assert sum(v["P@1"] for v in rows.values()) == pytest.approx(out["test"]["P@1"], abs=1e-9)
+  assert "| all | 100.0 |" in tag_kind_report.format_kind_table(rows)
+
+
+def test_a_workdir_without_a_finished_run_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="not a finished run"):
+    tag_kind_report.report_run(str(tmp_path))
