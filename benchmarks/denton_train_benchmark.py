@@ -5,9 +5,10 @@ r"""Training-step throughput of the Denton et al. models at the paper's shape, W
 Shape (Denton et al. KDD'15): n = 4096 image features, Y = 10,000 hashtags, d = 64, K = 100
 (3-way), 10-d user metadata, batches of B = 256 posts with ~2.7 positives each padded to T = 16,
 WARP with max_trials = 1000 and margin 0.1. For each model (bilinear, user_biased, multiplicative
-with hand_vjp True and False) the real step is timed: `hashjax.train.make_train_step` with
-`make_optimizer` and the config of `experiments/denton.py`, jitted with the state donated as in
-`train_and_evaluate`.
+with hand_vjp True and False) the real step is timed: `hashjax.training.trainer.make_train_step`
+with the objective of the config's loss (`hashjax.training.objectives.make_objective`), the
+optimizer of `hashjax.training.optimizers.make_optimizer` and the config of
+`experiments/denton.py`, jitted with the state donated as in `train_and_evaluate`.
 
 Data: a planted task generated in memory (no input pipeline in the timing; the pipeline has its
 own benchmark). C = 500 concepts with Zipf popularity, each owning 20 hashtags; a post shows one
@@ -25,8 +26,8 @@ measurement stays at that phase. The step's own diagnostics (mean_draws, violato
 reported for the timed steps, with the held-out P@1 on the planted task to show the model learned.
 
 FLOP/s are reported as a fraction of this machine's fp32 matmul peak, measured in the same run
-(the 2048^3 jitted matmul of benchmarks/topk_benchmark.py). Useful FLOPs of a step (matmuls only;
-x is data, so no gradient wrt x):
+(the 2048^3 jitted matmul of benchmarks/common.py's matmul_peak). Useful FLOPs of a step
+(matmuls only; x is data, so no gradient wrt x):
   query tower forward + parameter backward:
     bilinear        2Bnd + 2Bnd                            (x P_T; x^T dQ)
     user_biased     + 2Bmd + 2Bmd                          (u Q_T; u^T dQ)
@@ -57,24 +58,34 @@ import optax
 
 from experiments import denton as denton_experiment
 from benchmarks.common import matmul_peak, median_seconds
-from hashjax import losses, models, topk
-from hashjax.models import Dims
-from hashjax.train import TrainState, make_optimizer, make_train_step
+from hashjax import models
+from hashjax.data.spec import DatasetSpec
+from hashjax.eval import topk
+from hashjax.losses import warp
+from hashjax.training.objectives import make_objective
+from hashjax.training.optimizers import make_optimizer
+from hashjax.training.trainer import TrainState, make_train_step
 
-_OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
-_MODELS = flags.DEFINE_list("models", ["bilinear", "user_biased", "multiplicative",
-                                       "multiplicative_autodiff"], "Models to time.")
-_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 1000,
-                                    "Steps on the planted task before the 'trained' timing.")
-_TIMED_STEPS = flags.DEFINE_integer("timed_steps", 20, "Steps per timed window.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed windows per measurement (median reported).")
-_PIECES = flags.DEFINE_bool("pieces", True, "Also time the pieces of the step (after training).")
-_PIECE_REPEATS = flags.DEFINE_integer("piece_repeats", 40, "Timed calls per piece (median).")
-_PEAK_SECONDS = flags.DEFINE_float("peak_seconds", 3.0, "Duration of the matmul peak timing.")
-_BATCH = flags.DEFINE_integer("batch_size", 256, "Posts per step (the config's is 256).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the planted task and the models.")
+
+def define_flags() -> None:
+  """The flags; defined when the script runs (not at import: other commands share flag names)."""
+  flags.DEFINE_string("out", None, "Write the results as JSON here.")
+  flags.DEFINE_list("models", ["bilinear", "user_biased", "multiplicative",
+                               "multiplicative_autodiff"], "Models to time.")
+  flags.DEFINE_integer("train_steps", 1000,
+                       "Steps on the planted task before the 'trained' timing.")
+  flags.DEFINE_integer("timed_steps", 20, "Steps per timed window.")
+  flags.DEFINE_integer("repeats", 5, "Timed windows per measurement (median reported).")
+  flags.DEFINE_bool("pieces", True, "Also time the pieces of the step (after training).")
+  flags.DEFINE_integer("piece_repeats", 40, "Timed calls per piece (median).")
+  flags.DEFINE_float("peak_seconds", 3.0, "Duration of the matmul peak timing.")
+  flags.DEFINE_integer("batch_size", 256, "Posts per step (the config's is 256).")
+  flags.DEFINE_integer("seed", 0, "Seed of the planted task and the models.")
+
 
 N, M, Y, T = 4096, 10, 10_000, 16   # features, user metadata, hashtags, tag slots
+# The planted batches carry no user_index (no Denton model reads one), hence num_users=0.
+SPEC = DatasetSpec(feature_dim=N, user_meta_dim=M, num_tags=Y, num_users=0)
 CONCEPTS, GROUPS = 500, 8            # planted task: Y / CONCEPTS = 20 tags per concept
 TAGS_PER_CONCEPT = Y // CONCEPTS
 POOL = 20                            # distinct batches of a timed window (--timed_steps <= 20
@@ -186,12 +197,12 @@ def timed_steps(step, start, pool, steps: int, repeats: int):
   return statistics.median(per_step), mean
 
 
-def planted_p_at_1(model, params, eval_pool) -> float:
+def planted_p_at_1(model, variables, eval_pool) -> float:
   """Share of held-out posts whose top-scored tag is one of their tags."""
   hits, total = 0, 0
   for batch in eval_pool:
-    q = model.query(params, batch)
-    _, ids = topk.top_k_two_tower(np.asarray(q), np.asarray(model.tags(params)), 1)
+    q = model.query(variables, batch)
+    _, ids = topk.top_k_two_tower(np.asarray(q), np.asarray(model.tags(variables)), 1)
     mask = np.asarray(batch["tag_mask"])
     hit = (np.asarray(batch["tag_ids"]) == np.asarray(ids)[:, :1]) & mask
     hits += int(hit.any(axis=1).sum())
@@ -203,27 +214,28 @@ def planted_p_at_1(model, params, eval_pool) -> float:
 # Pieces of the step.
 
 
-def time_pieces(model, config, tx, state, pool, repeats: int) -> dict:
+def time_pieces(model, objective, tx, state, pool, repeats: int) -> dict:
   """ms of each part of the step alone, at the given state, on the pool's first batch."""
   batch = pool[0]
   params = state.params
-  tower_params = {k: v for k, v in params.items() if k != "V"}
+  table = params["tags"]["V"]
+  tower_params = {k: v for k, v in params.items() if k != "tags"}  # every part but the tag table
   cot = jax.random.normal(jax.random.key(1), (batch["features"].shape[0], model.d))
   key = jax.random.PRNGKey(2)  # a raw key, as the step's fold_in(state.key, step)
 
   @jax.jit
   def tower(tp, batch):
-    return jax.grad(lambda tp: jnp.sum(model.query({**tp, "V": params["V"]}, batch) * cot))(tp)
+    return jax.grad(lambda tp: jnp.sum(
+        model.query({"params": {**tp, "tags": params["tags"]}}, batch) * cot))(tp)
 
   score = jax.jit(lambda q, v: q @ v.T)
-  sampler = jax.jit(functools.partial(losses.warp_sample, margin=config.margin,
-                                      max_trials=config.max_trials))
+  sampler = jax.jit(functools.partial(warp.warp_sample, margin=objective.margin,
+                                      max_trials=objective.max_trials))
 
   def loss_fn(p, batch, key):
-    per, _ = losses.warp_loss_two_tower(key, model.query(p, batch), model.tags(p),
-                                        batch["tag_ids"], batch["tag_mask"], margin=config.margin,
-                                        max_trials=config.max_trials)
-    return per.sum() / batch["tag_ids"].shape[0]
+    # The step's objective (WARP, summed over positives, averaged over posts); no model state.
+    loss, _, _ = objective(model, {"params": p}, batch, key)
+    return loss
 
   loss_grad = jax.jit(jax.value_and_grad(loss_fn))
 
@@ -232,13 +244,13 @@ def time_pieces(model, config, tx, state, pool, repeats: int) -> dict:
     updates, opt_state = tx.update(grads, opt_state, p)
     return model.project(optax.apply_updates(p, updates)), opt_state
 
-  q = jax.jit(model.query)(params, batch)
-  scores = score(q, params["V"])
+  q = jax.jit(model.query)(state.variables(), batch)
+  scores = score(q, table)
   _, grads = loss_grad(params, batch, key)
   ids, mask = batch["tag_ids"], batch["tag_mask"]
   out = median_seconds({
       "tower_fwd_bwd": lambda: jax.block_until_ready(tower(tower_params, batch)),
-      "score_matmul": lambda: score(q, params["V"]).block_until_ready(),
+      "score_matmul": lambda: score(q, table).block_until_ready(),
       "warp_sampler": lambda: jax.block_until_ready(sampler(key, scores, ids, mask)),
       "loss_value_and_grad": lambda: jax.block_until_ready(loss_grad(params, batch, key)),
       "optimizer_update_project": lambda: jax.block_until_ready(
@@ -251,30 +263,33 @@ def time_pieces(model, config, tx, state, pool, repeats: int) -> dict:
 
 
 def run_model(name: str, world, pool, eval_pool, positives: float, peak: float) -> dict:
+  f = flags.FLAGS
   model_name, extra = VARIANTS[name]
   config = denton_experiment.get_config(f"model={model_name}")
-  config.batch_size = _BATCH.value
+  config.batch_size = f.batch_size
   kwargs = dict(config.model.kwargs, **extra)
-  model = models.make_model(model_name, **kwargs)
-  tx = make_optimizer(config)
-  dims = Dims(N, M, Y)
-  init_key, state_key = jax.random.split(jax.random.PRNGKey(_SEED.value + 1))
-  params = model.init(init_key, dims)
-  state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), state_key)
-  step = jax.jit(make_train_step(model, config, tx), donate_argnums=0)
-  flops = useful_flops(model_name, model, _BATCH.value, positives)
-  b = _BATCH.value
+  model = models.make_model({"name": model_name, "kwargs": kwargs}, SPEC)
+  objective = make_objective(config.loss)
+  init_key, state_key = jax.random.split(jax.random.PRNGKey(f.seed + 1))
+  variables = model.init(init_key, SPEC)
+  params = variables["params"]
+  model_state = {k: v for k, v in variables.items() if k != "params"}
+  tx = make_optimizer(config, params)
+  state = TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params), state_key)
+  step = jax.jit(make_train_step(model, objective, tx, tuple(config.frozen)), donate_argnums=0)
+  flops = useful_flops(model_name, model, f.batch_size, positives)
+  b = f.batch_size
 
   compile_start = time.perf_counter()
   jax.block_until_ready(step(jax.tree.map(jnp.copy, state), pool[0]))  # compiles
   compile_s = time.perf_counter() - compile_start
 
   def phase(state, label):
-    sec, metrics = timed_steps(step, state, pool, _TIMED_STEPS.value, _REPEATS.value)
+    sec, metrics = timed_steps(step, state, pool, f.timed_steps, f.repeats)
     rate = {"phase": label, "step": int(state.step), "ms_per_step": 1e3 * sec,
             "steps_per_s": 1 / sec, "posts_per_s": b / sec, "positives_per_s": positives / sec,
             "gflops": flops["total"] / sec / 1e9, "fraction_of_peak": flops["total"] / sec / peak,
-            **metrics, "planted_p_at_1": planted_p_at_1(model, state.params, eval_pool)}
+            **metrics, "planted_p_at_1": planted_p_at_1(model, state.variables(), eval_pool)}
     print(f"  {name:24s} {label:8s} step {rate['step']:5d}: {rate['ms_per_step']:7.2f} ms/step "
           f"{rate['positives_per_s']:9,.0f} pos/s  draws {metrics['mean_draws']:6.1f} "
           f"found {metrics['violator_found']:.2f}  P@1 {rate['planted_p_at_1']:.3f}", flush=True)
@@ -282,26 +297,27 @@ def run_model(name: str, world, pool, eval_pool, positives: float, peak: float) 
 
   at_init = phase(state, "init")
   pieces = {}
-  if _PIECES.value:
-    pieces["init"] = time_pieces(model, config, tx, state, pool, _PIECE_REPEATS.value)
+  if f.pieces:
+    pieces["init"] = time_pieces(model, objective, tx, state, pool, f.piece_repeats)
   train_start = time.perf_counter()
-  key = jax.random.key(_SEED.value + 1000)
+  key = jax.random.key(f.seed + 1000)
   log = []
-  for i in range(_TRAIN_STEPS.value):
-    state, m = step(state, sample_batch(world, jax.random.fold_in(key, i), _BATCH.value))
-    if (i + 1) % max(1, _TRAIN_STEPS.value // 4) == 0:
+  for i in range(f.train_steps):
+    state, m = step(state, sample_batch(world, jax.random.fold_in(key, i), f.batch_size))
+    if (i + 1) % max(1, f.train_steps // 4) == 0:
       m = jax.device_get(m)
       log.append({"step": int(state.step), **{k: float(v) for k, v in m.items()}})
   jax.block_until_ready(state)
   train_s = time.perf_counter() - train_start
   trained = phase(state, "trained")
   out = {"model": name, "config_model": model_name, "model_kwargs": kwargs,
-         "learning_rate": config.learning_rate, "momentum": config.momentum,
+         "learning_rate": config.learning_rate, "momentum": config.optimizer.momentum,
+         "optimizer": config.optimizer.to_dict(), "loss": config.loss.to_dict(),
          "compile_s": compile_s, "useful_mflop_per_step": {k: v / 1e6 for k, v in flops.items()},
-         "init": at_init, "trained": trained, "training": {"steps": _TRAIN_STEPS.value,
+         "init": at_init, "trained": trained, "training": {"steps": f.train_steps,
                                                          "seconds": train_s, "log": log}}
-  if _PIECES.value:
-    pieces["trained"] = time_pieces(model, config, tx, state, pool, _PIECE_REPEATS.value)
+  if f.pieces:
+    pieces["trained"] = time_pieces(model, objective, tx, state, pool, f.piece_repeats)
     for label, ph in (("init", at_init), ("trained", trained)):
       pieces[label]["full_step"] = ph["ms_per_step"]
       print(f"    pieces at {label} (ms): "
@@ -312,34 +328,35 @@ def run_model(name: str, world, pool, eval_pool, positives: float, peak: float) 
 
 def main(argv):
   del argv
+  f = flags.FLAGS
   load_before = os.getloadavg()
   print(f"load average before: {load_before}")
-  peak = matmul_peak(_PEAK_SECONDS.value)
+  peak = matmul_peak(f.peak_seconds)
   print(f"fp32 matmul peak here: {peak / 1e9:.1f} GFLOP/s")
-  world = make_world(_SEED.value)
-  key = jax.random.key(_SEED.value)
-  pool = [sample_batch(world, jax.random.fold_in(key, 10_000 + i), _BATCH.value)
+  world = make_world(f.seed)
+  key = jax.random.key(f.seed)
+  pool = [sample_batch(world, jax.random.fold_in(key, 10_000 + i), f.batch_size)
           for i in range(POOL)]
-  eval_pool = [sample_batch(world, jax.random.fold_in(key, 20_000 + i), _BATCH.value)
+  eval_pool = [sample_batch(world, jax.random.fold_in(key, 20_000 + i), f.batch_size)
                for i in range(EVAL_BATCHES)]
   positives = float(np.mean([np.asarray(b["tag_mask"]).sum() for b in pool]))
   counts = np.bincount(np.concatenate([np.asarray(b["tag_ids"])[np.asarray(b["tag_mask"])]
                                        for b in pool]), minlength=Y)
-  print(f"planted task: {positives / _BATCH.value:.2f} positives per post, "
+  print(f"planted task: {positives / f.batch_size:.2f} positives per post, "
         f"{(counts > 0).sum()} distinct tags in {POOL} batches, top tag share "
         f"{counts.max() / counts.sum():.3f}")
   results = {"machine": {"nproc": os.cpu_count(), "jax": jax.__version__,
                          "matmul_peak_gflops": peak / 1e9},
-             "shape": {"n": N, "Y": Y, "d": 64, "K": 100, "user_meta": M, "B": _BATCH.value,
+             "shape": {"n": N, "Y": Y, "d": 64, "K": 100, "user_meta": M, "B": f.batch_size,
                        "T": T, "max_trials": 1000, "margin": 0.1,
                        "positives_per_batch": positives},
              "load_before": load_before, "models": []}
-  for name in _MODELS.value:
+  for name in f.models:
     results["models"].append(run_model(name, world, pool, eval_pool, positives, peak))
   results["load_after"] = os.getloadavg()
 
-  print(f"\nfp32 matmul peak {peak / 1e9:.1f} GFLOP/s; B={_BATCH.value}, "
-        f"{positives / _BATCH.value:.2f} positives/post; load {load_before} -> "
+  print(f"\nfp32 matmul peak {peak / 1e9:.1f} GFLOP/s; B={f.batch_size}, "
+        f"{positives / f.batch_size:.2f} positives/post; load {load_before} -> "
         f"{results['load_after']}")
   print("| model | phase | ms/step | posts/s | positives/s | mean draws | violator found "
         "| GFLOP/s | fraction of peak | planted P@1 |")
@@ -350,7 +367,7 @@ def main(argv):
             f"| {ph['posts_per_s']:,.0f} | {ph['positives_per_s']:,.0f} | {ph['mean_draws']:.1f} "
             f"| {ph['violator_found']:.2f} | {ph['gflops']:.1f} | {ph['fraction_of_peak']:.3f} "
             f"| {ph['planted_p_at_1']:.3f} |")
-  if _PIECES.value:
+  if f.pieces:
     names = list(results["models"][0]["pieces_ms"]["init"])
     print("\nms per piece, each timed alone (full_step: from the table above)")
     print("| model | phase | " + " | ".join(names) + " |")
@@ -358,10 +375,11 @@ def main(argv):
     for r in results["models"]:
       for label, piece in r["pieces_ms"].items():
         print(f"| {r['model']} | {label} | " + " | ".join(f"{piece[n]:.2f}" for n in names) + " |")
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(results, f, indent=2)
+  if f.out:
+    with open(f.out, "w") as fh:
+      json.dump(results, fh, indent=2)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

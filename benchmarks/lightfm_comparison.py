@@ -23,18 +23,19 @@ identity embeddings), loss='warp', no_components=64, adagrad with learning_rate 
 max_sampled=1000 (as WARP's max_trials here), num_threads=2, one fit_partial per epoch (timed).
 Test scores: user representations of the test posts' features times the item representations
 (plus item biases; the per-post bias does not change a ranking), top 10, and the metrics of
-hashjax.metrics.ranking_metrics, after every epoch.
+hashjax.eval.metrics.ranking_metrics, after every epoch.
 
 hashjax: the bilinear model (d = 64, the config of experiments/denton.py: SGD with momentum 0.9,
 init std 0.1, margin 0.1, max_trials 1000, batches of 256) trained for the same number of epochs
-with hashjax.train.train_and_evaluate (one validation pass, after the last step, so the learning
-rate stays fixed and the final parameters are tested), evaluated on the same test posts; once at the
-config's learning rate and once at the paper's 0.01 (--hashjax_learning_rates), and (--equal_time)
-at the config's for as many epochs as LightFM's training time buys at hashjax's measured rate
-(capped at --max_equal_time_epochs). The frequency baselines and the oracles of the synthetic world
-(from the trainer's report) are listed for scale. Its throughput is the trainer's own examples/s
-(input pipeline included, median over log intervals, the first one, which compiles, left out) times
-the mean number of positives per training post. LightFM's is positive pairs (interactions) per
+with hashjax.training.trainer.train_and_evaluate (one validation pass, after the last step, so
+the learning rate stays fixed and the final parameters are tested), evaluated on the same test
+posts; once at the config's learning rate and once at the paper's 0.01
+(--hashjax_learning_rates), and (--equal_time) at the config's for as many epochs as LightFM's
+training time buys at hashjax's measured rate (capped at --max_equal_time_epochs). The frequency
+baselines and the oracles of the synthetic world (from the trainer's report) are listed for
+scale. Its throughput is the trainer's own examples/s (input pipeline included, median over log
+intervals, the first one, which compiles, left out) times the mean number of positives per
+training post. LightFM's is positive pairs (interactions) per
 second of fit_partial.
 
 Note the two are different WARP recipes, not two implementations of one: LightFM uses margin 1,
@@ -101,7 +102,8 @@ def lightfm_worker(in_path: str, out_path: str) -> None:
 # Main: runs in the project venv.
 
 
-def _define_flags():
+def define_flags() -> None:
+  """The flags; defined when the script runs (not at import: other commands share flag names)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("out", None, "Write the results as JSON here.")
   flags.DEFINE_string("lightfm_python", "/tmp/lfm/bin/python", "Interpreter with lightfm.")
@@ -122,8 +124,9 @@ def _define_flags():
 def _build_or_reuse(directory: str, seed: int) -> None:
   """Builds the dataset unless one from exactly this recipe (same generator config) is there."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from hashjax.data import build_synthetic, format as fmt  # pylint: disable=g-import-not-at-top
-  from hashjax.data.synthetic import PRESETS  # pylint: disable=g-import-not-at-top
+  from hashjax.data import format as fmt  # pylint: disable=g-import-not-at-top
+  from hashjax.data.synthetic import build as build_synthetic  # pylint: disable=g-import-not-at-top
+  from hashjax.data.synthetic.world import PRESETS  # pylint: disable=g-import-not-at-top
   overrides = {"feature_dim": 1024}
   # Through JSON, as the metadata stores it (tuples become lists).
   expected = json.loads(json.dumps(dataclasses.asdict(
@@ -161,7 +164,7 @@ def run_lightfm(python: str, train: dict, test: dict, num_tags: int, cfg: dict,
 def run_hashjax(dataset, epochs: int, seed: int, workdir: str,
                 learning_rate: float | None = None) -> dict:
   from experiments import denton  # pylint: disable=g-import-not-at-top
-  from hashjax import train as train_lib  # pylint: disable=g-import-not-at-top
+  from hashjax.training import trainer as train_lib  # pylint: disable=g-import-not-at-top
 
   config = denton.get_config(f"model=bilinear,d=64,seed={seed}")
   config.data.dir = dataset.directory
@@ -188,7 +191,7 @@ def run_hashjax(dataset, epochs: int, seed: int, workdir: str,
 def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from hashjax import metrics  # pylint: disable=g-import-not-at-top
+  from hashjax.eval import metrics  # pylint: disable=g-import-not-at-top
   from hashjax.data.reader import PostDataset  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
 
@@ -196,8 +199,9 @@ def main(argv):
   print(f"load average before: {load_before}", flush=True)
   _build_or_reuse(f.data_dir, f.seed)
   dataset = PostDataset(f.data_dir)
-  train = dataset.read(dataset.split_rows("train"))
-  test = dataset.read(dataset.split_rows("test"))
+  # Features and the hashtags (tag_ids / tag_mask always come back): all either side uses.
+  train = dataset.read(dataset.split_rows("train"), fields=("features",))
+  test = dataset.read(dataset.split_rows("test"), fields=("features",))
   positives_per_post = float(train["tag_mask"].sum() / len(train["tag_mask"]))
   print(f"dataset {f.data_dir}: {len(train['tag_mask'])} train posts "
         f"({int(train['tag_mask'].sum())} positive pairs, {positives_per_post:.2f} per post), "
@@ -274,5 +278,5 @@ if __name__ == "__main__":
     lightfm_worker(sys.argv[2], sys.argv[3])
   else:
     from absl import app  # pylint: disable=g-import-not-at-top
-    _define_flags()
+    define_flags()
     app.run(main)

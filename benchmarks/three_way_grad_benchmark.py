@@ -28,14 +28,18 @@ import numpy as np
 import optax
 
 from benchmarks.common import matmul_peak, median_seconds
-from hashjax.models import Dims, make_model
-from hashjax.models import denton
+from hashjax.data.spec import DatasetSpec
+from hashjax.models import denton, make_model
 
-_OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
-_REPEATS = flags.DEFINE_integer("repeats", 30, "Timed calls per measurement (median reported).")
-_BATCHES = flags.DEFINE_list("batches", ["256", "1024"], "Batch sizes to time.")
-_INIT_STUDY = flags.DEFINE_bool("init_study", True, "Also run the init_std learning study.")
-_STEPS = flags.DEFINE_integer("steps", 3000, "SGD steps per run of the init study.")
+
+def define_flags() -> None:
+  """The flags; defined when the script runs (not at import: other commands share flag names)."""
+  flags.DEFINE_string("out", None, "Write the results as JSON here.")
+  flags.DEFINE_integer("repeats", 30, "Timed calls per measurement (median reported).")
+  flags.DEFINE_list("batches", ["256", "1024"], "Batch sizes to time.")
+  flags.DEFINE_bool("init_study", True, "Also run the init_std learning study.")
+  flags.DEFINE_integer("steps", 3000, "SGD steps per run of the init study.")
+
 
 N, M, D, K = 4096, 24, 64, 100  # the paper's descriptor, user layer, embedding and factor sizes
 
@@ -76,7 +80,12 @@ def time_grads(b: int, repeats: int) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # Init study.
 
-STUDY_DIMS = Dims(feature_dim=64, user_meta_dim=10, num_tags=20)
+# The planted posts carry no user_index (nothing here reads one), hence num_users=0.
+STUDY_SPEC = DatasetSpec(feature_dim=64, user_meta_dim=10, num_tags=20, num_users=0)
+
+
+def study_model(name: str, **kwargs):
+  return make_model({"name": name, "kwargs": kwargs})
 
 
 def planted_problem(seed: int, num_posts: int = 2048):
@@ -84,9 +93,9 @@ def planted_problem(seed: int, num_posts: int = 2048):
   rng = np.random.default_rng(seed)
   batch = {"features": jnp.asarray(rng.standard_normal((num_posts, 64)), jnp.float32),
            "user_meta": jnp.asarray(rng.uniform(size=(num_posts, 10)), jnp.float32)}
-  teacher = make_model("multiplicative", d=16, K=8, user_hidden=0, init_std=1.0)
-  t_params = teacher.init(jax.random.key(seed), STUDY_DIMS)
-  labels = jnp.argmax(teacher.query(t_params, batch) @ teacher.tags(t_params).T, axis=-1)
+  teacher = study_model("multiplicative", d=16, K=8, user_hidden=0, init_std=1.0)
+  t_vars = teacher.init(jax.random.key(seed), STUDY_SPEC)
+  labels = jnp.argmax(teacher.query(t_vars, batch) @ teacher.tags(t_vars).T, axis=-1)
   return batch, labels
 
 
@@ -101,12 +110,16 @@ def hinge_all_negatives(scores, labels, margin=0.1):
 def train(model, batch, labels, steps: int, batch_size: int = 64, seed: int = 0) -> dict:
   """SGD(0.01, momentum 0.9) with projection; loss and train P@1 at a few checkpoints."""
   opt = optax.sgd(0.01, momentum=0.9)
-  params = model.init(jax.random.key(seed + 1), STUDY_DIMS)
+  params = model.init(jax.random.key(seed + 1), STUDY_SPEC)["params"]
   num = labels.shape[0]
+
+  def scores_of(p, b):
+    variables = {"params": p}
+    return model.query(variables, b) @ model.tags(variables).T
 
   def loss_fn(p, idx):
     b = jax.tree.map(lambda a: a[idx], batch)
-    return hinge_all_negatives(model.query(p, b) @ model.tags(p).T, labels[idx])
+    return hinge_all_negatives(scores_of(p, b), labels[idx])
 
   def step(carry, key):
     p, s = carry
@@ -117,7 +130,7 @@ def train(model, batch, labels, steps: int, batch_size: int = 64, seed: int = 0)
 
   @jax.jit
   def evaluate(p):
-    scores = model.query(p, batch) @ model.tags(p).T
+    scores = scores_of(p, batch)
     p_at_1 = jnp.mean(jnp.argmax(scores, -1) == labels)
     return hinge_all_negatives(scores, labels), p_at_1, jnp.mean(jnp.abs(scores))
 
@@ -146,7 +159,7 @@ def init_study(steps: int) -> list[dict]:
   runs = [(name, dict(d=D), std) for name in ("bilinear", "user_biased") for std in (0.001, 0.1)]
   runs += [("multiplicative", dict(d=D, K=K), std) for std in (0.001, 0.01, 0.1, 0.3)]
   for name, kwargs, std in runs:
-    out = train(make_model(name, init_std=std, **kwargs), batch, labels, steps)
+    out = train(study_model(name, init_std=std, **kwargs), batch, labels, steps)
     results.append({"model": name, "init_std": std, **out})
     for h in out["history"]:
       print(f"| {name} | {std} | {h['step']} | {h['loss']:.4f} | {h['p_at_1']:.3f} "
@@ -156,6 +169,7 @@ def init_study(steps: int) -> list[dict]:
 
 def main(argv):
   del argv
+  f = flags.FLAGS
   peak = matmul_peak()
   results = {"machine": {"nproc": os.cpu_count(), "jax": jax.__version__,
                          "matmul_peak_gflops": peak / 1e9},
@@ -164,18 +178,19 @@ def main(argv):
   print("| batch | grad wrt | MFLOP | hand ms | autodiff ms | hand / autodiff "
         "| hand GFLOP/s | autodiff GFLOP/s | HLO dots hand / autodiff |")
   print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-  for b in map(int, _BATCHES.value):
-    for r in time_grads(b, _REPEATS.value):
+  for b in map(int, f.batches):
+    for r in time_grads(b, f.repeats):
       results["grad"].append(r)
       print(f"| {b} | {r['wrt']} | {r['mflop']:.0f} | {r['hand_ms']:.2f} | {r['autodiff_ms']:.2f} "
             f"| {r['hand_over_autodiff']:.2f} | {r['hand_gflops']:.1f} "
             f"| {r['autodiff_gflops']:.1f} | {r['hlo_dots_hand']} / {r['hlo_dots_autodiff']} |")
-  if _INIT_STUDY.value:
-    results["init_study"] = init_study(_STEPS.value)
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(results, f, indent=2)
+  if f.init_study:
+    results["init_study"] = init_study(f.steps)
+  if f.out:
+    with open(f.out, "w") as fh:
+      json.dump(results, fh, indent=2)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

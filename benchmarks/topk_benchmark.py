@@ -17,8 +17,12 @@ import numpy as np
 from benchmarks.common import matmul_peak, timed
 from hashjax.eval import topk
 
-_OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
-_SECONDS = flags.DEFINE_float("seconds", 3.0, "Minimum timed duration per measurement.")
+
+def define_flags() -> None:
+  """The flags; defined when the script runs (not at import: other commands share flag names)."""
+  flags.DEFINE_string("out", None, "Write the results as JSON here.")
+  flags.DEFINE_float("seconds", 3.0, "Minimum timed duration per measurement.")
+
 
 # (num_posts, num_tags, dim, k): the paper-scale test set, and Durand's open vocabulary size.
 SHAPES = [(20_000, 10_000, 64, 10), (100_000, 10_000, 64, 10), (2_000, 500_000, 64, 10)]
@@ -26,8 +30,9 @@ SHAPES = [(20_000, 10_000, 64, 10), (100_000, 10_000, 64, 10), (2_000, 500_000, 
 
 def main(argv):
   del argv
+  f = flags.FLAGS
   rng = np.random.default_rng(0)
-  peak = matmul_peak(_SECONDS.value)
+  peak = matmul_peak(f.seconds)
   results = {"machine": {"nproc": os.cpu_count(), "jax": jax.__version__,
                          "matmul_peak_gflops": peak / 1e9}, "two_tower": [], "numpy": []}
   print(f"fp32 matmul peak here: {peak / 1e9:.1f} GFLOP/s")
@@ -36,7 +41,7 @@ def main(argv):
   for n, v, d, k in SHAPES:
     queries = rng.standard_normal((n, d), dtype=np.float32)
     table = rng.standard_normal((v, d), dtype=np.float32)
-    seconds = timed(lambda: topk.top_k_two_tower(queries, table, k), _SECONDS.value)
+    seconds = timed(lambda: topk.top_k_two_tower(queries, table, k), f.seconds)
     flops = 2 * n * v * d / seconds
     row = {"N": n, "V": v, "d": d, "k": k, "posts_per_s": n / seconds, "gflops": flops / 1e9,
            "fraction_of_peak": flops / peak}
@@ -48,13 +53,14 @@ def main(argv):
   queries = rng.standard_normal((n, d), dtype=np.float32)
   table = rng.standard_normal((v, d), dtype=np.float32)
   score_fn = lambda p0, p1, t0, t1: queries[p0:p1] @ table[t0:t1].T
-  seconds = timed(lambda: topk.top_k_from_scores(score_fn, n, v, k), _SECONDS.value)
+  seconds = timed(lambda: topk.top_k_from_scores(score_fn, n, v, k), f.seconds)
   results["numpy"].append({"N": n, "V": v, "d": d, "k": k, "posts_per_s": n / seconds})
   print(f"| numpy score_fn | {n} | {v} | {d} | {k} | {n / seconds:,.0f} | | |")
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(results, f, indent=2)
+  if f.out:
+    with open(f.out, "w") as fh:
+      json.dump(results, fh, indent=2)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

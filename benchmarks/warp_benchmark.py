@@ -25,8 +25,12 @@ import numpy as np
 from benchmarks.common import timed
 from hashjax.losses import warp as losses
 
-_OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
-_SECONDS = flags.DEFINE_float("seconds", 2.0, "Minimum timed duration per measurement.")
+
+def define_flags() -> None:
+  """The flags; defined when the script runs (not at import: other commands share flag names)."""
+  flags.DEFINE_string("out", None, "Write the results as JSON here.")
+  flags.DEFINE_float("seconds", 2.0, "Minimum timed duration per measurement.")
+
 
 B, T, Y, D, MAX_TRIALS = 256, 16, 10_000, 64, 1000
 # Planted query strength alpha -> (mean draws of found positives, share not found)
@@ -74,6 +78,7 @@ def step_fn(chunk_size, buffer_size, dense: bool):
 
 def main(argv):
   del argv
+  f = flags.FLAGS
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
   results = {"machine": {"nproc": os.cpu_count(), "jax": jax.__version__},
@@ -91,7 +96,7 @@ def main(argv):
       mean_n = float(np.asarray(sample.num_draws)[found].mean())
       not_found = float((active & ~found).sum() / active.sum())
       seconds = timed(lambda: jax.block_until_ready(fn(queries, table, key, pos_ids, pos_mask)),
-                      _SECONDS.value)
+                      f.seconds)
       name = "all at once" if chunk >= MAX_TRIALS else f"{chunk} draws x {buffer} positives"
       grad = "dense [B, Y]" if dense else "gathered rows"
       results["rows"].append({"regime": regime, "chunk_size": chunk, "buffer_size": buffer,
@@ -100,10 +105,11 @@ def main(argv):
                               "ms_per_step": 1e3 * seconds})
       print(f"| {regime} | {mean_n:.1f} | {not_found:.1%} | {name} | {grad} "
             f"| {1e3 * seconds:.1f} |", flush=True)
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(results, f, indent=2)
+  if f.out:
+    with open(f.out, "w") as fh:
+      json.dump(results, fh, indent=2)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -12,3 +12,15 @@ os.environ["XLA_FLAGS"] = " ".join([
 from absl import flags  # noqa: E402
 
 flags.FLAGS.mark_as_parsed()  # grain worker processes read absl flags
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+  """The tiny synthetic world, user-disjoint split (seed 0), built once per test session."""
+  from hashjax.data.reader import PostDataset  # after XLA_FLAGS: these import jax
+  from hashjax.data.synthetic import build
+  directory = str(tmp_path_factory.mktemp("tiny") / "user_disjoint")
+  build.build_synthetic(directory, preset="tiny", seed=0, split_scheme="user_disjoint", log=None)
+  return PostDataset(directory)

@@ -42,3 +42,17 @@ def write_random_dataset(directory, *, num_users=12, feature_dim=8, num_tags=20,
                           caption_vocab=[f"w{i}" for i in range(30)] if has_captions else None,
                           provenance={"generator": "tests"})
   return order, posts
+
+
+def tiny_train_config(experiment: str = "denton", arg: str = "", *, steps: int = 30, **overrides):
+  """An experiment's config shrunk for a test: tiny world, short run, frequent evaluations."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(f"experiments.{experiment}")
+  config = module.get_config(",".join(filter(None, ["preset=tiny", arg])))
+  config.batch_size, config.train_steps = 32, steps
+  config.log_every, config.eval_every, config.checkpoint_every = 5, 10, 10
+  if config.loss.name == "warp":
+    config.loss.max_trials = 50
+  for key, value in overrides.items():
+    config[key] = value
+  return config

@@ -13,10 +13,22 @@ def test_parse_arg_casts_to_the_defaults_types():
   assert args.lr == 0.1
 
 
-@pytest.mark.parametrize("arg", ["nokey=1", "seeds", "seeds=x"])
+@pytest.mark.parametrize("arg", ["nokey=1", "seeds", "seeds=x", "fast=ture", "fast="])
 def test_parse_arg_rejects_bad_arguments(arg):
-  with pytest.raises(ValueError):
-    config_lib.parse_arg(arg, seeds=3)
+  with pytest.raises(ValueError, match="config argument"):
+    config_lib.parse_arg(arg, seeds=3, fast=False)
+
+
+@pytest.mark.parametrize("text,value", [("true", True), ("False", False), ("1", True),
+                                        ("no", False)])
+def test_booleans_take_only_boolean_words(text, value):
+  assert config_lib.parse_value(text, True) is value
+  with pytest.raises(ValueError, match="not a boolean"):
+    config_lib.parse_value("maybe", False)
+
+
+def test_tuples_are_joined_by_plus():
+  assert config_lib.parse_arg("hidden=4096+4096", hidden=(512,)).hidden == (4096, 4096)
 
 
 def test_baselines_config_variants():
@@ -35,3 +47,11 @@ def test_denton_config_variants():
   assert "user_hidden" not in denton_config.get_config("model=user_biased").model.kwargs
   assert denton_config.get_config("model=user_biased,user_hidden=24").model.kwargs.user_hidden == 24
   assert "user_hidden" not in denton_config.get_config("user_hidden=24").model.kwargs
+
+
+def test_classifier_config_variants():
+  from experiments import classifier as classifier_config
+  config = classifier_config.get_config("loss=softmax,hidden=64+32,batch_norm=false")
+  assert config.model.name == "mlp" and config.loss.name == "softmax"
+  assert dict(config.model.kwargs) == {"hidden": (64, 32), "dropout_rate": 0.2,
+                                       "batch_norm": False}

@@ -121,37 +121,37 @@ def user_sequences(dataset: PostDataset, split: str, *, seq_len: int,
   The split's rows of each user, in time order, are cut into runs whose rows span at most
   seq_len consecutive rows of that user; each run is a window of consecutive rows of the user
   (so a window holds every post between its first and last, whatever their split), preceded by
-  up to context_len earlier posts of the user. targets marks the window's rows of this split.
-  Windows are left-aligned: padding (row -1) is at the end.
+  up to context_len earlier posts of the user. targets marks the run's rows, the posts to train
+  on or to score; context rows are never targets. Windows are left-aligned: padding (row -1)
+  is at the end.
   """
   if seq_len < 1 or context_len < 0:
     raise ValueError(f"seq_len must be >= 1 and context_len >= 0, got {seq_len}, {context_len}")
   rows = np.sort(dataset.split_rows(split))
   first = dataset.first_row_of[rows]
   width = context_len + seq_len
-  windows, targets = [], []
-  # A run starts at a split row that is the user's first in this split, or at least seq_len
-  # rows after the previous run's start: one pass in time order (splits are small per user).
-  start = None
+  runs, run = [], []
+  # A run starts at a user's first row of this split, or seq_len rows after the previous run's
+  # start: one pass over the split in time order.
   for r, f in zip(rows.tolist(), first.tolist()):
-    if start is None or f != start_first or r - start >= seq_len:
-      if start is not None:
-        windows.append(_window(start, run, start_first, context_len, width))
-        targets.append(run)
-      start, start_first, run = r, f, []
+    if run and (f != run_first or r - run[0] >= seq_len):
+      runs.append((run, run_first))
+      run = []
+    if not run:
+      run_first = f
     run.append(r)
-  if start is not None:
-    windows.append(_window(start, run, start_first, context_len, width))
-    targets.append(run)
-  window_rows = np.stack(windows) if windows else np.zeros((0, width), np.int64)
-  is_target = np.isin(window_rows, rows) & (window_rows >= 0)
-  return window_rows, is_target
+  if run:
+    runs.append((run, run_first))
+  windows = np.full((len(runs), width), -1, np.int64)
+  targets = np.zeros((len(runs), width), bool)
+  for i, (run, first_row) in enumerate(runs):
+    window = np.arange(max(first_row, run[0] - context_len), run[-1] + 1)
+    windows[i, :len(window)] = window
+    targets[i, :len(window)] = np.isin(window, run)
+  return windows, targets
 
 
-def _window(start: int, run: list, first_row: int, context_len: int, width: int) -> np.ndarray:
-  begin = max(first_row, start - context_len)
-  window = np.arange(begin, run[-1] + 1)
-  return np.concatenate([window, np.full(width - len(window), -1)]).astype(np.int64)
+SEQUENCE_FIELDS = ("seq_mask", "target_mask")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +176,8 @@ def read_sequences(dataset: PostDataset, windows: np.ndarray, targets: np.ndarra
   seq_mask = windows >= 0
   # Padding slots read the window's first row (any valid row would do): masked out below.
   flat = np.where(seq_mask, windows, windows[:, :1]).reshape(-1)
+  if fields is not None:
+    fields = [f for f in fields if f not in SEQUENCE_FIELDS]  # made here, not read
   batch = dataset.read(flat, fields=fields, max_tags=max_tags, max_caption=max_caption)
   out = {k: (v.reshape(windows.shape + v.shape[1:]) if isinstance(v, np.ndarray) else v)
          for k, v in batch.items()}

@@ -42,11 +42,11 @@ class FlaxTwoTower:
 
   def train_query(self, variables: Variables, batch: dict[str, Any], rng: jax.Array):
     state = [c for c in variables if c != "params"]
-    out = self.module().apply(variables, batch, train=True, method="query",
-                              rngs={"dropout": rng}, mutable=state)
     if not state:
-      return out, {}
-    queries, updates = out
+      return self.module().apply(variables, batch, train=True, method="query",
+                                 rngs={"dropout": rng}), {}
+    queries, updates = self.module().apply(variables, batch, train=True, method="query",
+                                           rngs={"dropout": rng}, mutable=state)
     return queries, dict(updates)
 
   def tags(self, variables: Variables) -> jax.Array:

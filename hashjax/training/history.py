@@ -2,7 +2,8 @@
 
 - `History` appends every logged scalar to workdir/metrics.jsonl (one JSON object per line;
   easy to plot) and to TensorBoard event files in workdir/tensorboard/ (tensorboardX writes
-  them without TensorFlow), and mirrors it in the absl log. Only process 0 writes.
+  them without TensorFlow; TensorBoard's tag charset turns val/P@1 into val/P_1), and mirrors
+  it in the absl log. Only process 0 writes.
 - `Throughput` turns step counts into steps/s, examples/s and an ETA.
 - `check_finite` stops a run whose loss or gradients went NaN/inf.
 """

@@ -91,7 +91,7 @@ def _updated_state(old: dict, updates: dict, frozen) -> dict:
 
 def batch_fields(model, objective) -> tuple[str, ...]:
   """What the train step receives: the model's inputs, the objective's, and the truth."""
-  sequence = ("seq_mask", "target_mask") if model.layout == "sequences" else ()
+  sequence = pipeline.SEQUENCE_FIELDS if model.layout == "sequences" else ()
   return tuple(dict.fromkeys((*model.inputs, *getattr(objective, "inputs", ()), "tag_ids",
                               "tag_mask", *sequence)))
 
@@ -102,13 +102,12 @@ def _global_batch(batch: dict, fields, sharding) -> dict:
 
 def _train_iterator(dataset, model, config, fields):
   per_process = config.batch_size // jax.process_count()
-  read_fields = [f for f in fields if f not in ("seq_mask", "target_mask")]
   if model.layout == "sequences":
     return iter(pipeline.sequence_batches(
         dataset, batch_size=per_process, seed=config.seed, seq_len=config.data.seq_len,
-        context_len=config.data.context_len, fields=read_fields, max_tags=config.max_tags))
+        context_len=config.data.context_len, fields=fields, max_tags=config.max_tags))
   return iter(pipeline.train_batches(dataset, batch_size=per_process, seed=config.seed,
-                                     fields=read_fields, max_tags=config.max_tags))
+                                     fields=fields, max_tags=config.max_tags))
 
 
 def _evaluate(name, model, variables, dataset, split, keep, config) -> dict[str, float]:

@@ -92,3 +92,71 @@ def test_per_record_pipeline_reads_the_same_posts(ds):
   direct = ds.read(batch["row"], max_tags=6)
   np.testing.assert_array_equal(batch["features"], direct["features"])
   np.testing.assert_array_equal(batch["tag_ids"], direct["tag_ids"])
+
+
+def test_reads_only_the_fields_asked_for(ds):
+  batch = next(iter(pipeline.train_batches(ds, batch_size=8, seed=0, fields=("user_index",))))
+  assert set(batch) == {"row", "post_id", "tag_ids", "tag_mask", "user_index", "num_tags_cut"}
+  batch = next(iter(pipeline.eval_batches(ds, "test", batch_size=4, fields=("features",))))
+  assert "features" in batch and "user_meta" not in batch and "caption_ids" not in batch
+
+
+def test_user_index_is_dense_in_user_order(ds):
+  batch = ds.read(np.arange(ds.num_posts), fields=("user_id", "user_index"))
+  users = np.unique(batch["user_id"])  # sparse ids (0, 10, 20, ...), rows sorted by user
+  assert ds.num_users == len(users) == ds.spec.num_users
+  np.testing.assert_array_equal(batch["user_index"], np.searchsorted(users, batch["user_id"]))
+
+
+@pytest.mark.parametrize("seq_len,context_len", [(3, 0), (2, 2), (50, 0)])
+def test_user_sequences_hold_each_target_once_with_its_history_before_it(ds, seq_len,
+                                                                          context_len):
+  for split in ("train", "test"):
+    windows, targets = pipeline.user_sequences(ds, split, seq_len=seq_len,
+                                               context_len=context_len)
+    assert windows.shape[1] == seq_len + context_len
+    target_rows = windows[targets]
+    assert sorted(target_rows.tolist()) == sorted(ds.split_rows(split).tolist())  # once each
+    for window, is_target in zip(windows, targets):
+      rows = window[window >= 0]
+      assert (window[len(rows):] == -1).all()  # left-aligned
+      assert len(set(ds.user_ids[rows].tolist())) == 1  # one user
+      np.testing.assert_array_equal(rows, np.arange(rows[0], rows[0] + len(rows)))  # in time
+      for position in np.flatnonzero(is_target):
+        # What precedes a target in its window is the end of PostDataset.history: the context
+        # plus the earlier targets, never a later post, nothing skipped.
+        before = window[:position]
+        history, mask = ds.history([window[position]], max_len=len(before) or 1)
+        np.testing.assert_array_equal(before, history[0][mask[0]][-len(before):]
+                                      if len(before) else before)
+        # At least context_len earlier posts (or all there are) come before every target.
+        _, full_mask = ds.history([window[position]], max_len=10_000)
+        assert len(before) >= min(full_mask.sum(), context_len)
+
+
+def test_sequence_batches_read_the_windows_and_resume(ds):
+  it = iter(pipeline.sequence_batches(ds, batch_size=3, seed=2, seq_len=3, context_len=1,
+                                      fields=("features",)))
+  batch = next(it)
+  assert batch["features"].shape == (3, 4, ds.feature_dim)
+  assert batch["tag_ids"].shape[:2] == batch["seq_mask"].shape == (3, 4)
+  for s in range(3):
+    rows = batch["row"][s][batch["seq_mask"][s]]
+    direct = ds.read(rows, fields=("features",))
+    np.testing.assert_array_equal(batch["features"][s][batch["seq_mask"][s]], direct["features"])
+    assert not batch["tag_mask"][s][~batch["seq_mask"][s]].any()  # padding has no hashtags
+  state = it.get_state()
+  expected = [b["row"].tolist() for b in itertools.islice(it, 4)]
+  resumed = iter(pipeline.sequence_batches(ds, batch_size=3, seed=2, seq_len=3, context_len=1,
+                                           fields=("features",)))
+  resumed.set_state(state)
+  assert [b["row"].tolist() for b in itertools.islice(resumed, 4)] == expected
+
+
+def test_eval_sequence_batches_cover_every_post_once(ds):
+  seen = []
+  for batch in pipeline.eval_sequence_batches(ds, "test", batch_size=4, seq_len=2,
+                                              context_len=3, fields=("features",)):
+    assert batch["valid"].shape == (4, 5)
+    seen += batch["row"][batch["valid"]].tolist()
+  assert sorted(seen) == ds.split_rows("test").tolist()

@@ -3,12 +3,10 @@
 import numpy as np
 import pytest
 
-from experiments import denton as denton_config
+from hashjax.data.synthetic import vocab
 from hashjax.tools import tag_kind_report
-from hashjax.training import trainer as train
-from hashjax.data.synthetic import build as build_synthetic
-from hashjax.data.synthetic import vocab as synthetic
-from hashjax.data.reader import PostDataset
+from hashjax.training import trainer
+from tests.dataset_fixtures import tiny_train_config
 
 
 def test_top1_by_kind_hand_computed():
@@ -22,20 +20,15 @@ def test_top1_by_kind_hand_computed():
   assert rows["concept"] == {"share": 0.5, "P@1": 0.25}
   assert rows["social"] == {"share": 0.25, "P@1": 0.0}
   assert rows["generic"] == {"share": 0.25, "P@1": 0.25}
-  assert set(rows) == set(synthetic.KIND_NAMES)
+  assert set(rows) == set(vocab.KIND_NAMES)
   assert all(rows[k] == {"share": 0.0, "P@1": 0.0} for k in ("polysemous", "city", "tail"))
 
 
 @pytest.mark.parametrize("dist", ["natural", "balanced"])
-def test_kinds_split_the_tested_p_at_1_of_a_run(tmp_path, dist):
-  directory = str(tmp_path / "tiny")
-  build_synthetic.build_synthetic(directory, preset="tiny", seed=0, split_scheme="user_disjoint",
-                                  log=None)
-  config = denton_config.get_config(f"preset=tiny,dist={dist}")
-  config.batch_size, config.train_steps, config.max_trials = 32, 40, 50
-  config.log_every = config.eval_every = config.checkpoint_every = 10
+def test_kinds_split_the_tested_p_at_1_of_a_run(tmp_path, tiny_dataset, dist):
+  config = tiny_train_config("denton", f"dist={dist}", steps=40)
   workdir = str(tmp_path / "run")
-  out = train.train_and_evaluate(config, workdir, PostDataset(directory))
+  out = trainer.train_and_evaluate(config, workdir, tiny_dataset)
   rows = tag_kind_report.report_run(workdir)
   assert sum(v["share"] for v in rows.values()) == pytest.approx(1.0)
   # Same parameters (the selected step, restored from the checkpoint), same posts: exact split.
