@@ -8,7 +8,7 @@ Conventions shared by every function here:
   Valid ids must be >= 0. A post with an empty GT(i) is invalid data and makes
   the metrics raise ``ValueError`` (it would otherwise give 0/0 in R@k).
 * Predictions are ``pred_ids`` int [N, K], row i ranked best first (e.g. the ids
-  from ``hashjax.topk``). Rank_k(i) is the set of the first k entries. Rows must
+  from ``hashjax.eval.topk``). Rank_k(i) is the set of the first k entries. Rows must
   not repeat an id: a repeated correct tag would be counted twice.
 * Every metric is a fraction in [0, 1] (papers print percentages).
 """

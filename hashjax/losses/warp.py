@@ -34,12 +34,12 @@ queue. Since the draws are keyed by (positive, block) and not by buffer
 position, the sample does not depend on ``buffer_size``, nor on how the batch
 is sharded; ``chunk_size`` does change which draws are made (not their law).
 
-Why a queue, measured on CPU (benchmarks/warp_benchmark.py, B = 256, T = 16,
-2.7 tags per post, Y = 10,000, max_trials = 1000): drawing every trial of every
-slot at once costs ~100 ms per step, almost all of it random bits. Late in
-training some positive of a batch nearly always has no violator, so stopping
-"when the whole batch is done" saves little (~60 ms); the queue pays for the
-draws each positive needs (~7 ms; ~3 ms when violators are found at once).
+Why a queue (benchmarks/warp_benchmark.py, B = 256, T = 16, 2.7 tags per post,
+Y = 10,000, max_trials = 1000; the README has the measured numbers): drawing
+every trial of every slot at once costs tens of milliseconds per step, almost
+all of it random bits, and late in training some positive of a batch nearly
+always has no violator, so stopping "when the whole batch is done" saves
+little; the queue pays only for the draws each positive needs (a few ms).
 
 Exact draws from the complement: with the distinct positives of a post sorted,
 s_0 < s_1 < ... < s_{t-1}, exactly s_j - j non-positive tags lie below s_j. So
@@ -118,7 +118,7 @@ def _positive_sets(pos_ids, pos_mask, num_tags: int):
   num_slots = pos_ids.shape[1]
   # Ids outside [0, Y) are treated as padding: they name no tag to exclude.
   valid = pos_mask & (pos_ids >= 0) & (pos_ids < num_tags)
-  # A tag listed twice is one positive (as in hashjax.metrics): only its
+  # A tag listed twice is one positive (as in hashjax.eval.metrics): only its
   # first slot is active, otherwise it would be counted twice in the loss and
   # twice in t_b.
   same = (pos_ids[:, :, None] == pos_ids[:, None, :]) & valid[:, None, :]
