@@ -10,10 +10,13 @@ from hashjax.data.reader import PostDataset
 from tests.dataset_fixtures import write_random_dataset
 
 
+WRITTEN = {}  # dataset directory -> the blocks written into it
+
+
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("pipe") / "ds")
-  write_random_dataset(directory, num_users=30, has_captions=True)
+  WRITTEN[directory] = write_random_dataset(directory, num_users=30, has_captions=True)[1]
   return PostDataset(directory)
 
 
@@ -99,6 +102,12 @@ def test_reads_only_the_fields_asked_for(ds):
   assert set(batch) == {"row", "post_id", "tag_ids", "tag_mask", "user_index", "num_tags_cut"}
   batch = next(iter(pipeline.eval_batches(ds, "test", batch_size=4, fields=("features",))))
   assert "features" in batch and "user_meta" not in batch and "caption_ids" not in batch
+  # Captions, when asked for, come padded to the longest caption of the dataset.
+  batch = next(iter(pipeline.train_batches(ds, batch_size=8, seed=0,
+                                           fields=("caption_ids", "caption_mask"))))
+  assert batch["caption_ids"].shape == (8, ds.max_caption_len) == (8, ds.spec.max_caption_len)
+  lengths = [len(c) for block in WRITTEN[ds.directory] for c in block["captions"]]
+  assert ds.max_caption_len == max(lengths) > 0
 
 
 def test_user_index_is_dense_in_user_order(ds):
