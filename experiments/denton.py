@@ -71,3 +71,22 @@ def get_sweep(name: str) -> dict[str, list[str]]:
     rows += [f"model=multiplicative,d=64,K={k},dist={dist}" for k in (50, 100, 200, 300, 400)]
     tables[title] = rows
   return tables
+
+
+def get_figures(name: str) -> dict[str, dict]:
+  """What the sweep draws after the tables (hashjax.tools.figures), from the seed-0 runs of
+  get_sweep(name), into WORKDIR/figures/<set>/: {set: {"compare": [variants]}} for Figures 5
+  and 6 across the three models of one distribution (base model first), or {set: {"workdir":
+  variant, "balanced": variant}} for one run's figures (Tables 5 and 6, Figure 7), with the
+  balanced run beside it in the examples.
+  """
+  if name != "tables":
+    return {}
+  three_way = "model=multiplicative,d=64,K=100,dist={}"
+  out = {dist: {"compare": [f"model=bilinear,d=64,dist={dist}",
+                            f"model=user_biased,d=64,dist={dist}", three_way.format(dist)]}
+         for dist in ("natural", "balanced")}
+  out["natural_3way"] = {"workdir": three_way.format("natural"),
+                         "balanced": three_way.format("balanced")}
+  out["balanced_3way"] = {"workdir": three_way.format("balanced")}
+  return out

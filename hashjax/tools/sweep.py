@@ -61,6 +61,12 @@ def apply_override(config, item: str) -> None:
   node[leaf] = config_lib.parse_value(value, current)
 
 
+def run_dir(root: str, variant: str, seed: int) -> str:
+  """Where the sweep keeps (variant, seed): root/<variant, made path-safe>/seed<i>."""
+  slug = re.sub(r"[^A-Za-z0-9=,._-]", "_", variant) or "default"
+  return os.path.join(root, slug, f"seed{seed}")
+
+
 def run_one(module, variant: str, seed: int, workdir: str, overrides) -> dict:
   """Trains one (variant, seed) unless its workdir already holds a finished run."""
   result_path = os.path.join(workdir, "metrics.json")
@@ -139,9 +145,7 @@ def main(argv):
   for title, variants in sweep.items():
     runs = {}
     for variant in variants:
-      slug = re.sub(r"[^A-Za-z0-9=,._-]", "_", variant) or "default"
-      runs[variant] = [run_one(module, variant, seed,
-                               os.path.join(f.workdir, slug, f"seed{seed}"), f.set)
+      runs[variant] = [run_one(module, variant, seed, run_dir(f.workdir, variant, seed), f.set)
                        for seed in range(f.seeds)]
     tables[title] = table_rows(runs)
   text = render(tables, f.seeds)
@@ -150,6 +154,25 @@ def main(argv):
   if f.readme:
     write_into_markdown(f.readme, f.sweep, text)
   print(text)
+  if hasattr(module, "get_figures"):
+    print("figures:", ", ".join(make_figures(module, f.sweep, f.workdir)))
+
+
+def make_figures(module, name: str, root: str, seed: int = 0) -> list[str]:
+  """After the tables: the figures the config's get_figures(name) lists (hashjax.tools.figures),
+  from the runs of one seed, into root/figures/<set>/; returns the directories written."""
+  from hashjax.tools import figures  # matplotlib and scikit-learn only once the tables are done
+  written = []
+  for figure_set, spec in module.get_figures(name).items():
+    out = os.path.join(root, "figures", figure_set)
+    if spec.get("compare"):
+      figures.compare_runs([run_dir(root, v, seed) for v in spec["compare"]], out)
+    if spec.get("workdir"):
+      balanced = spec.get("balanced")
+      figures.run_figures(run_dir(root, spec["workdir"], seed), out=out,
+                          balanced=run_dir(root, balanced, seed) if balanced else None)
+    written.append(out)
+  return written
 
 
 if __name__ == "__main__":
