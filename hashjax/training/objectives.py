@@ -14,7 +14,8 @@ plugs into the same trainer.
               (the HARRISON classifier); mean over posts that have a hashtag
 
 Sequence batches (fields [S, W, ...]) are flattened to posts, and only the targets
-(`target_mask`) count.
+(`target_mask`) count. An objective's `inputs` are the batch fields it reads beyond the
+model's and the hashtags (none here).
 """
 
 import dataclasses
@@ -48,6 +49,7 @@ class Warp:
   margin: float = 0.1
   max_trials: int = 1000
   name: ClassVar[str] = "warp"
+  inputs: ClassVar[tuple[str, ...]] = ()
 
   def __call__(self, model, variables, batch, rng):
     # The negative draws use rng itself, the model's own randomness a key derived from it.
@@ -66,6 +68,7 @@ class Warp:
 class Softmax:
   """Softmax cross-entropy over the vocabulary against one uniformly drawn hashtag per post."""
   name: ClassVar[str] = "softmax"
+  inputs: ClassVar[tuple[str, ...]] = ()
 
   def __call__(self, model, variables, batch, rng):
     label_key, model_key = jax.random.split(rng)
@@ -80,6 +83,7 @@ class Softmax:
 class SigmoidCrossEntropy:
   """Binary cross-entropy of every hashtag against the post's multi-hot set, summed over tags."""
   name: ClassVar[str] = "sigmoid"
+  inputs: ClassVar[tuple[str, ...]] = ()
 
   def __call__(self, model, variables, batch, rng):
     queries, tag_ids, tag_mask, table, _, updates = _two_tower(model, variables, batch, rng)

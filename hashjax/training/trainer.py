@@ -92,7 +92,7 @@ def _updated_state(old: dict, updates: dict, frozen) -> dict:
 def batch_fields(model, objective) -> tuple[str, ...]:
   """What the train step receives: the model's inputs, the objective's, and the truth."""
   sequence = pipeline.SEQUENCE_FIELDS if model.layout == "sequences" else ()
-  return tuple(dict.fromkeys((*model.inputs, *getattr(objective, "inputs", ()), "tag_ids",
+  return tuple(dict.fromkeys((*model.inputs, *objective.inputs, "tag_ids",
                               "tag_mask", *sequence)))
 
 
