@@ -57,9 +57,14 @@ class UserFrequency:
     return own + self.backoff[tag_start:tag_stop]
 
 
-def reference_scorers(dataset: PostDataset) -> list:
-  """The rows every results table carries: frequency baselines, then the oracle if known."""
+def reference_scorers(dataset: PostDataset, keep: np.ndarray | None = None) -> list:
+  """The rows every results table carries: frequency baselines, then the oracle if known.
+
+  keep: the balanced distribution's keep probabilities (tag_distribution.keep_probabilities),
+  or None for the natural one. The frequency baselines rank the same either way; the oracle
+  rows rank by p(y) keep(y), the probability that y survives in the thinned truth.
+  """
   scorers = [GlobalFrequency(dataset), UserFrequency(dataset)]
   if oracles.has_oracle(dataset):
-    scorers += oracles.oracle_scorers(dataset)
+    scorers += oracles.oracle_scorers(dataset, keep)
   return scorers

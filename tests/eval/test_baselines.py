@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from hashjax.eval import baselines, evaluate, oracles, report
+from hashjax.eval import baselines, evaluate, report
 from hashjax.data.reader import PostDataset
 from tests.dataset_fixtures import write_random_dataset
 
@@ -84,28 +84,3 @@ def test_evaluate_and_table(ds):
   table = report.format_table(results)
   assert table.splitlines()[0] == "| Method | P@1 | R@10 | A@10 |"
   assert f"{100 * glob['R@10']:.2f}" in table
-
-
-def test_metadata_neighbours_match_metadata_then_age_and_widen_when_alone():
-  users = {"gender": np.array([1, 1, 1, 1, -1, -1, 1, -1]),
-           "country": np.array([0, 0, 0, 0, 0, 0, 3, 3]),
-           "city": np.array([2, 2, 2, 5, 2, 2, 9, 8]),
-           "age": np.array([20.0, 30.0, 21.0, 20.0, 40.0, 41.0, 50.0, 18.0])}
-  neighbours, weights = oracles.metadata_neighbours(users, k=2)
-  # User 0 (male, country 0, city 2, age 20): the other two in that city, nearest age first.
-  np.testing.assert_array_equal(neighbours[0], [2, 1])
-  np.testing.assert_array_equal(weights[0], [1, 1])
-  # User 3 is alone in city 5: widen to male users of country 0, nearest in age (0, then 2).
-  np.testing.assert_array_equal(neighbours[3], [0, 2])
-  # Users 4 and 5 have only each other: one neighbour, the padding slot weighs nothing.
-  np.testing.assert_array_equal(neighbours[4][weights[4] > 0], [5])
-  np.testing.assert_array_equal(weights[4], [1, 0])
-  # User 6 is the only man of country 3: widen to the country (user 7).
-  np.testing.assert_array_equal(neighbours[6][weights[6] > 0], [7])
-  assert not np.any((neighbours == np.arange(8)[:, None]) & (weights > 0))  # never oneself
-  # A user alone in their country falls back to everyone.
-  alone = {"gender": np.array([1, 1]), "country": np.array([0, 1]), "city": np.array([0, 5]),
-           "age": np.array([20.0, 30.0])}
-  neighbours, weights = oracles.metadata_neighbours(alone, k=4)
-  np.testing.assert_array_equal(neighbours[:, 0], [1, 0])
-  np.testing.assert_array_equal(weights.sum(1), [1, 1])

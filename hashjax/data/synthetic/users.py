@@ -63,8 +63,49 @@ def sample_categorical(rng, logits):
   return np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1).astype(np.int32)
 
 
+# The habit draws of make_users, given age and gender: (a, b) of the Beta draws and the sigma of
+# the lognormal. Shared with draw_habits, the oracle's sampler of users with given metadata.
+LOCATION_BETA = (0.7, 2.5)
+GENERIC_BETA = (0.4, 3.0)
+SOCIAL_SIGMA = 0.5
+TOPIC_FLOOR = 1e-6  # added to the Gamma draws of a Dirichlet: keeps every entry possible
+
+
+def youth(age):
+  """How much younger users lean on social and generic tags: 1.6 at 13, down to 0.3 from 78."""
+  return np.clip(1.6 - (age - AGE_MIN) / 50.0, 0.3, 1.6)
+
+
+def floored_dirichlet(gammas):
+  """A Dirichlet draw from Gamma(alpha) draws (vectorised over rows), floored by TOPIC_FLOOR."""
+  x = gammas + TOPIC_FLOOR
+  return x / x.sum(axis=-1, keepdims=True)
+
+
+def topic_alpha(config, concept_popularity, group_topics):
+  """Dirichlet parameters of theta given the style group's taste m_g (rows of group_topics):
+  kappa * ((1 - lam) * popularity + lam * m_g)."""
+  lam = config.group_topic_share
+  mean = (1 - lam) * concept_popularity[None] + lam * group_topics
+  return config.topic_concentration * mean
+
+
+def social_scale(config, age, gender):
+  """r_soc / LogNormal(0, SOCIAL_SIGMA): social weight x youth x 1.3 for women."""
+  return config.social_weight * youth(age) * np.where(gender == GENDER_FEMALE, 1.3, 1.0)
+
+
+def generic_alpha(config, profiles, age, gender):
+  """Dirichlet parameters of a user's generic mix: c x the age/gender profile."""
+  return config.generic_concentration * sv.demographic_mix(profiles, "generic", age, gender)
+
+
 def make_users(rng, config, cities, groups, concept_popularity, profiles):
-  """All per-user arrays (prefixed user_), drawn in a fixed order from `rng`."""
+  """All per-user arrays (prefixed user_), drawn in a fixed order from `rng`.
+
+  Also returns "group_topics" [G, C], each style group's taste m_g (not a per-user array; World
+  keeps it out of the saved parameters and replays it for the metadata oracle).
+  """
   U, C = config.num_users, config.num_concepts
   # Ages skew young like a photo-sharing network: 13 + Gamma(2, 8) has mean 29 and a long tail.
   age = np.clip(np.floor(AGE_MIN + rng.gamma(2.0, 8.0, U)), AGE_MIN, AGE_MAX).astype(np.int32)
@@ -86,19 +127,13 @@ def make_users(rng, config, cities, groups, concept_popularity, profiles):
   num_posts = np.clip(np.round(raw), 1, config.max_posts_per_user).astype(np.int64)
 
   group_topics = rng.dirichlet(np.full(C, config.group_topic_alpha), size=config.num_groups)
-  lam = config.group_topic_share
-  mean = (1 - lam) * concept_popularity[None] + lam * group_topics[group]
   # Dirichlet by normalised Gammas (vectorised); the floor keeps every concept possible.
-  topic = rng.gamma(config.topic_concentration * mean) + 1e-6
-  topic /= topic.sum(axis=1, keepdims=True)
+  topic = floored_dirichlet(rng.gamma(topic_alpha(config, concept_popularity,
+                                                  group_topics[group])))
 
-  youth = np.clip(1.6 - (age - AGE_MIN) / 50.0, 0.3, 1.6)
-  social = (config.social_weight * youth * np.where(gender == GENDER_FEMALE, 1.3, 1.0)
-            * rng.lognormal(0.0, 0.5, U))
+  social = social_scale(config, age, gender) * rng.lognormal(0.0, SOCIAL_SIGMA, U)
   # Dirichlet(c * profile) by normalised Gammas; the floor keeps every generic tag possible.
-  generic_mix = rng.gamma(config.generic_concentration
-                          * sv.demographic_mix(profiles, "generic", age, gender)) + 1e-6
-  generic_mix /= generic_mix.sum(axis=1, keepdims=True)
+  generic_mix = floored_dirichlet(rng.gamma(generic_alpha(config, profiles, age, gender)))
   # Posting clock: a start inside the first 80% of the time span, then exponential gaps with a
   # per-user mean (lognormal around two days, shorter for heavy posters so they stay in the span).
   span = config.time_span_days * 86400.0
@@ -110,11 +145,45 @@ def make_users(rng, config, cities, groups, concept_popularity, profiles):
       "user_start_time": start_time, "user_mean_gap": mean_gap,
       "user_topic": topic.astype(np.float32),
       # Most users rarely write location or #tbt-like tags, a few write them all the time.
-      "user_location_propensity": config.location_weight * rng.beta(0.7, 2.5, U),
+      "user_location_propensity": config.location_weight * rng.beta(*LOCATION_BETA, U),
       "user_social_propensity": social,
-      "user_generic_propensity": config.generic_weight * youth * rng.beta(0.4, 3.0, U),
+      "user_generic_propensity": config.generic_weight * youth(age) * rng.beta(*GENERIC_BETA, U),
       "user_generic_mix": generic_mix.astype(np.float32),
+      "group_topics": group_topics,
   }
+
+
+def group_probabilities(config, groups, age, gender, country):
+  """p(g | age, gender, country) [B, G]: the distribution make_users draws the style group from."""
+  logits = group_logits(np.asarray(age, np.float64).reshape(-1),
+                        np.asarray(gender, np.float64).reshape(-1),
+                        np.asarray(country).reshape(-1), groups, config.group_metadata_strength)
+  e = np.exp(logits - logits.max(axis=1, keepdims=True))
+  return e / e.sum(axis=1, keepdims=True)
+
+
+def draw_habits(rng, config, profiles, age, gender, n):
+  """n draws of the habits make_users gives a user of this age and gender (one user's values).
+
+  The location, social and generic propensities and the generic mix depend on nothing else
+  (not the style group, not the topics), so these are draws from p(habits | metadata).
+  Returns float64 arrays location, social, generic [n] and generic_mix [n, T] (float32, as
+  make_users stores it).
+  """
+  age, gender = np.full(n, age), np.full(n, gender)
+  return {
+      "location": config.location_weight * rng.beta(*LOCATION_BETA, n),
+      "social": social_scale(config, age, gender) * rng.lognormal(0.0, SOCIAL_SIGMA, n),
+      "generic": config.generic_weight * youth(age) * rng.beta(*GENERIC_BETA, n),
+      "generic_mix": floored_dirichlet(rng.gamma(generic_alpha(config, profiles, age, gender)))
+                     .astype(np.float32),
+  }
+
+
+def draw_topics(rng, config, concept_popularity, group_topics, group):
+  """theta ~ floored Dirichlet(topic_alpha) for users of the given groups [n], float32 [n, C]."""
+  alpha = topic_alpha(config, concept_popularity, group_topics[np.asarray(group)])
+  return floored_dirichlet(rng.gamma(alpha)).astype(np.float32)
 
 
 def user_meta(users, user_ids):
