@@ -40,7 +40,7 @@ def has_oracle(dataset: PostDataset) -> bool:
 class Oracle:
   """Ranks by the generator's true p(y | post): the ceiling on a synthetic dataset.
 
-  Needs the world saved by hashjax.data.build_synthetic next to the data (DIR/world/) and each
+  Needs the world saved by hashjax.data.synthetic.build next to the data (DIR/world/) and each
   post's latent concepts (stored in row order). With `keep` (the balanced distribution) it ranks
   by p(y) keep(y), the probability that y is in the thinned truth.
   """

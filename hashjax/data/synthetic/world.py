@@ -10,7 +10,7 @@ theta_u; see users.py), at time t:
   1. latent: k in {1, 2, 3} concepts drawn without replacement from theta_u, weights
      w ~ Dirichlet(1), sorted so the first concept dominates;
   2. image: x = normalise(relu(prototypes mixed by w + shared + nuisance + noise)), see
-     synthetic_params;
+     params.py;
   3. hashtags: 1 + Poisson(mean_extra_tags) distinct tags (capped) drawn without replacement from
 
        p(y | u, c, w) = [ 1 * sum_j w_j P[g(u), c_j, y]                      concept synonyms + tail
@@ -18,7 +18,7 @@ theta_u; see users.py), at time t:
                         + r_soc(u)  (b_soc + sum_j w_j soc_{c_j})  S_u(y)      age/gender sentiment
                         + r_gen(u)  G_u(y) ] / Z                               #tbt-like habits
 
-     where P is the style-dependent table of synthetic_vocab (self-expression, polysemy), L_u
+     where P is the style-dependent table of vocab.py (self-expression, polysemy), L_u
      puts `city_share` on the user's city tag and the rest on their country tag, S_u is the
      softmax of the social tag profiles at the user's age and gender (Denton Table 6) and G_u is
      the user's own mix of generic tags, drawn around the habits of their age and gender.
@@ -192,7 +192,7 @@ class World:
     return self._params
 
   def user_meta(self, user_ids):
-    """Denton's 10-d user descriptor, float32 [B, 10] (see synthetic_users.user_meta)."""
+    """Denton's 10-d user descriptor, float32 [B, 10] (see users.user_meta)."""
     return su.user_meta(self._params, user_ids)
 
   @property
