@@ -27,7 +27,7 @@ from hashjax.data.reader import PostDataset
 from hashjax.data.synthetic import build
 from hashjax.data.synthetic import users as su
 from hashjax.data.synthetic import vocab as sv
-from hashjax.data.synthetic.world import ConceptLikelihood
+from hashjax.data.synthetic.mixture import ConceptLikelihood
 
 _VIRTUAL_USER_STREAM = 2  # world seeds: [seed, 0] parameters, [seed, 1, u] posts, this: oracle
 _MAX_PAIRS = 1 << 22  # posts x users per block of the image-only mixture (bounds its memory)
