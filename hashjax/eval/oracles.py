@@ -42,13 +42,15 @@ class Oracle:
 
   Needs the world saved by hashjax.data.synthetic.build next to the data (DIR/world/) and each
   post's latent concepts (stored in row order). With `keep` (the balanced distribution) it ranks
-  by p(y) keep(y), the probability that y is in the thinned truth.
+  by p(y) keep(y), the probability that y is in the thinned truth. `loaded` is what
+  build.load_oracle returns, to share one load between the rows of a table.
   """
   name = "Oracle (true distribution)"
   fields = ("user_id",)
 
-  def __init__(self, dataset: PostDataset, keep: np.ndarray | None = None):
-    self.world, self.concept_ids, self.concept_weights = build.load_oracle(dataset.directory)
+  def __init__(self, dataset: PostDataset, keep: np.ndarray | None = None, loaded=None):
+    self.world, self.concept_ids, self.concept_weights = (
+        loaded or build.load_oracle(dataset.directory))
     self.num_users = self.world.config.num_users
     self.keep = None if keep is None else np.asarray(keep, np.float64)
     self._cached = (None, None)
@@ -95,8 +97,8 @@ class OracleImageOnly(Oracle):
   """
   name = "Oracle, image only"
 
-  def __init__(self, dataset: PostDataset, keep: np.ndarray | None = None):
-    super().__init__(dataset, keep)
+  def __init__(self, dataset: PostDataset, keep: np.ndarray | None = None, loaded=None):
+    super().__init__(dataset, keep, loaded)
     n_train = np.bincount(dataset.user_ids[dataset.split_rows("train")],
                           minlength=self.num_users)
     pool = np.flatnonzero(n_train)  # the users a model could have learnt from
@@ -154,9 +156,9 @@ class OracleMetadataOnly(Oracle):
   """
   name = "Oracle, metadata only"
 
-  def __init__(self, dataset: PostDataset, keep: np.ndarray | None = None,
+  def __init__(self, dataset: PostDataset, keep: np.ndarray | None = None, loaded=None,
                num_draws: int = 256, integrate_topics: bool = True):
-    super().__init__(dataset, keep)
+    super().__init__(dataset, keep, loaded)
     self.num_draws, self.integrate_topics = num_draws, integrate_topics
     self.posterior = MetadataPosterior(self.world)
 
@@ -225,6 +227,7 @@ class MetadataPosterior:
 
 
 def oracle_scorers(dataset: PostDataset, keep: np.ndarray | None = None) -> list:
-  """The oracle rows of every table on synthetic data, diagnostics first."""
-  return [OracleImageOnly(dataset, keep), OracleSwappedUser(dataset, keep),
-          OracleMetadataOnly(dataset, keep), Oracle(dataset, keep)]
+  """The oracle rows of every table on synthetic data, diagnostics first (one world load)."""
+  loaded = build.load_oracle(dataset.directory)
+  return [cls(dataset, keep, loaded) for cls in (OracleImageOnly, OracleSwappedUser,
+                                                 OracleMetadataOnly, Oracle)]

@@ -13,7 +13,7 @@ from hashjax import models
 from hashjax.data import tag_distribution
 from hashjax.data.reader import PostDataset
 from hashjax.eval import evaluate
-from hashjax.training.checkpoints import Checkpoints
+from hashjax.training import checkpoints
 
 
 @dataclasses.dataclass
@@ -44,13 +44,6 @@ def load_run(workdir: str) -> Run:
   dataset = PostDataset(metrics["dataset"])  # the directory the run read, wherever it was
   model = models.make_model(config.model, dataset.spec)
   target = model.init(jax.random.PRNGKey(0), dataset.spec)
-  checkpoints = Checkpoints(workdir)
-  try:
-    step = checkpoints.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"{workdir} has no checkpoints")
-    variables = checkpoints.restore_selected(step, target)
-  finally:
-    checkpoints.close()
+  variables = checkpoints.load_selected(workdir, target)
   keep = tag_distribution.keep_probabilities(dataset.tag_counts, config.data.dist)
   return Run(workdir, config, metrics, dataset, model, variables, keep)

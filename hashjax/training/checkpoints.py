@@ -56,3 +56,20 @@ class Checkpoints:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def load_selected(workdir: str, target=None):
+  """The selected variables of the newest checkpoint in `workdir` (those the run tested).
+
+  target: a pytree to restore into (shapes and dtypes); None restores the arrays as saved.
+  """
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise FileNotFoundError(f"{workdir}: no checkpoints there (not a training run?)")
+  checkpoints = Checkpoints(workdir)
+  try:
+    step = checkpoints.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"{workdir}: the run has saved no checkpoint yet")
+    return checkpoints.restore_selected(step, target)
+  finally:
+    checkpoints.close()

@@ -15,7 +15,7 @@ import os
 import jax
 import numpy as np
 
-from hashjax.training.checkpoints import Checkpoints
+from hashjax.training import checkpoints
 
 
 def load_parts(init_from, variables: dict) -> dict:
@@ -23,7 +23,10 @@ def load_parts(init_from, variables: dict) -> dict:
   workdir, parts = init_from.workdir, tuple(init_from.parts)
   if not parts:
     raise ValueError(f"init_from {workdir}: name the parts to load (parts=('image', ...))")
-  source = _selected_variables(workdir)
+  try:
+    source = checkpoints.load_selected(workdir)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"init_from: {e}") from e
   what = f"init_from {workdir} (model {_model_name(workdir)})"
   out = {collection: dict(tree) for collection, tree in variables.items()}
   for part in parts:
@@ -64,20 +67,6 @@ def _flatten(tree, prefix: str):
       yield from _flatten(value, f"{prefix}/{key}")
   else:
     yield prefix, tree
-
-
-def _selected_variables(workdir: str) -> dict:
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"init_from {workdir}: no checkpoints there (not a training run?)")
-  checkpoints = Checkpoints(workdir)
-  step = checkpoints.latest_step()
-  if step is None:
-    checkpoints.close()
-    raise FileNotFoundError(f"init_from {workdir}: the run has saved no checkpoint yet")
-  try:
-    return checkpoints.restore_selected(step)
-  finally:
-    checkpoints.close()
 
 
 def _model_name(workdir: str) -> str:

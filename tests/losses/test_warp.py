@@ -1,4 +1,4 @@
-"""Tests for hashjax.losses: the vectorised WARP sampler against its sequential specification."""
+"""Tests for hashjax.losses.warp: the vectorised WARP sampler against its sequential specification."""
 
 import fractions
 
@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from scipy import stats
 
-from hashjax.losses import warp as losses
+from hashjax.losses import warp
 
 P_MIN = 1e-3  # chi-square tests fail below this p-value
 
@@ -103,7 +103,7 @@ def run_vectorised(num: int, seed: int, **kwargs):
   pos_ids = np.tile(POST + [PAD_ID], (num, 1)).astype(np.int32)
   pos_mask = np.tile([True, True, True, False], (num, 1))
   scores = np.tile(SCORES, (num, 1))
-  sample = losses.warp_sample(jax.random.key(seed), scores, pos_ids, pos_mask, margin=MARGIN,
+  sample = warp.warp_sample(jax.random.key(seed), scores, pos_ids, pos_mask, margin=MARGIN,
                               max_trials=MAX_TRIALS, **kwargs)
   return jax.tree.map(np.asarray, sample)
 
@@ -117,7 +117,7 @@ NUM = 8000  # per positive
 def test_vectorised_sampler_follows_exact_law_and_reference(chunk_size, buffer_size):
   sample = run_vectorised(NUM, seed=chunk_size, chunk_size=chunk_size, buffer_size=buffer_size)
   assert not sample.found[:, 3].any() and (sample.num_draws[:, 3] == 0).all()  # padding
-  assert (sample.weight == losses.rank_weight_table(Y, MAX_TRIALS)[sample.num_draws]
+  assert (sample.weight == warp.rank_weight_table(Y, MAX_TRIALS)[sample.num_draws]
           * sample.found).all()
   for t in range(len(POST)):
     vec = sample.num_draws[:, t], sample.neg_ids[:, t], sample.found[:, t]
@@ -153,9 +153,9 @@ def test_nth_non_positive_enumerates_the_complement():
   ids[np.arange(num_posts), rng.integers(num_slots, size=num_posts)] = rng.choice(
       [0, num_tags - 1], size=num_posts)                          # the edges
   mask = rng.random((num_posts, num_slots)) < 0.7
-  _, offsets, num_neg = losses._positive_sets(jnp.asarray(ids), jnp.asarray(mask), num_tags)
+  _, offsets, num_neg = warp._positive_sets(jnp.asarray(ids), jnp.asarray(mask), num_tags)
   r = jnp.tile(jnp.arange(num_tags), (num_posts, 1))
-  nth = np.asarray(losses._nth_non_positive(r, offsets))
+  nth = np.asarray(warp._nth_non_positive(r, offsets))
   for b in range(num_posts):
     complement = np.setdiff1d(np.arange(num_tags), ids[b, mask[b]])
     assert int(num_neg[b]) == len(complement)
@@ -167,7 +167,7 @@ def test_uniform_over_complement_with_duplicates_and_padding():
   num, pos = 20000, [0, 19, 5, 5, 7]      # 5 listed twice, 7 is padding
   pos_ids = np.tile(pos, (num, 1)).astype(np.int32)
   pos_mask = np.tile([True, True, True, True, False], (num, 1))
-  sample = jax.tree.map(np.asarray, losses.warp_sample(
+  sample = jax.tree.map(np.asarray, warp.warp_sample(
       jax.random.key(3), np.zeros((num, Y), np.float32), pos_ids, pos_mask, max_trials=10))
   assert sample.found[:, :3].all() and (sample.num_draws[:, :3] == 1).all()
   # The duplicate and the padding slot are not positives of their own.
@@ -189,7 +189,7 @@ def test_negatives_never_positives_and_always_violate():
   pos_ids[1, :2] = [-5, 10**6]            # out-of-range ids on padding slots
   pos_mask[1, :2] = False
   scores = rng.standard_normal((batch, num_tags)).astype(np.float32)
-  sample = jax.tree.map(np.asarray, losses.warp_sample(
+  sample = jax.tree.map(np.asarray, warp.warp_sample(
       jax.random.key(0), scores, pos_ids, pos_mask, margin=margin, max_trials=50, chunk_size=4,
       buffer_size=100))
   assert sample.found.sum() > 1000
@@ -209,7 +209,7 @@ def test_post_whose_positives_cover_the_vocabulary():
   scores = np.zeros((2, 4), np.float32)
   pos_ids = np.array([[0, 1, 2, 3], [1, 0, 0, 0]], np.int32)
   pos_mask = np.array([[True] * 4, [True, False, False, False]])
-  sample = losses.warp_sample(jax.random.key(0), scores, pos_ids, pos_mask, max_trials=5)
+  sample = warp.warp_sample(jax.random.key(0), scores, pos_ids, pos_mask, max_trials=5)
   assert not np.asarray(sample.found[0]).any()
   assert bool(sample.found[1, 0]) and int(sample.neg_ids[1, 0]) in (0, 2, 3)
 
@@ -220,7 +220,7 @@ def test_buffer_size_does_not_change_the_sample():
   pos_ids = rng.integers(0, 40, size=(16, 5)).astype(np.int32)
   pos_mask = rng.random((16, 5)) < 0.7
   # Buffer of 1: positives strictly one after another; 1000: all at once.
-  samples = [losses.warp_sample(jax.random.key(7), scores, pos_ids, pos_mask, max_trials=30,
+  samples = [warp.warp_sample(jax.random.key(7), scores, pos_ids, pos_mask, max_trials=30,
                                 chunk_size=4, buffer_size=r) for r in (1, 1000)]
   jax.tree.map(np.testing.assert_array_equal, *samples)
 
@@ -231,7 +231,7 @@ def test_buffer_size_does_not_change_the_sample():
 
 
 def test_rank_weight_table_hand_values():
-  table = losses.rank_weight_table(num_tags=11, max_trials=12)
+  table = warp.rank_weight_table(num_tags=11, max_trials=12)
   h10 = float(sum(fractions.Fraction(1, i) for i in range(1, 11)))   # 7381/2520
   np.testing.assert_allclose(table[[0, 1, 3, 5, 10, 11, 12]],
                              [0, h10, 11 / 6, 1.5, 1.0, 0.0, 0.0], rtol=1e-7)
@@ -240,20 +240,20 @@ def test_rank_weight_table_hand_values():
 def test_harmonic_numbers_past_the_table():
   for k in [1023, 1024, 1025, 5000, 100_000]:
     exact = np.sum(1.0 / np.arange(1, k + 1)[::-1])
-    np.testing.assert_allclose(losses.harmonic_numbers(k), exact, rtol=1e-13)
+    np.testing.assert_allclose(warp.harmonic_numbers(k), exact, rtol=1e-13)
 
 
 def test_sample_rank_and_weight_follow_num_draws():
   rng = np.random.default_rng(4)
   scores = rng.standard_normal((64, 300)).astype(np.float32)
   pos_ids = rng.integers(0, 300, size=(64, 3)).astype(np.int32)
-  sample = jax.tree.map(np.asarray, losses.warp_sample(
+  sample = jax.tree.map(np.asarray, warp.warp_sample(
       jax.random.key(1), scores, pos_ids, np.ones((64, 3), bool), max_trials=400))
   found = sample.found
   assert found.any() and (sample.num_draws[found] > 1).any()
   np.testing.assert_array_equal(sample.rank[found], 299 // sample.num_draws[found])
   np.testing.assert_allclose(sample.weight[found],
-                             losses.harmonic_numbers(sample.rank[found]), rtol=1e-6)
+                             warp.harmonic_numbers(sample.rank[found]), rtol=1e-6)
   assert (sample.rank[~found] == 0).all() and (sample.weight[~found] == 0).all()
 
 
@@ -264,14 +264,14 @@ def test_sample_rank_and_weight_follow_num_draws():
 
 def test_warp_loss_hand_case():
   found = np.array([[True, True, False, True]])
-  sample = losses.WarpSample(neg_ids=np.array([[4, 5, -1, 6]], np.int32),
+  sample = warp.WarpSample(neg_ids=np.array([[4, 5, -1, 6]], np.int32),
                              num_draws=np.array([[3, 1, 5, 2]], np.int32), found=found,
                              rank=np.array([[3, 10, 0, 5]], np.int32),
                              weight=np.array([[11 / 6, 2.9289683, 0.0, 2.2833333]], np.float32))
   pos = np.array([[0.5, 1.0, 0.0, 2.0]], np.float32)
   neg = np.array([[0.45, 0.2, 9.0, 1.0]], np.float32)   # hinge 0.05, 0 (margin met), -, 0
   mask = np.array([[True, True, True, False]])
-  loss = losses.warp_loss(pos, neg, sample, mask)
+  loss = warp.warp_loss(pos, neg, sample, mask)
   np.testing.assert_allclose(loss, [[11 / 6 * 0.05, 0.0, 0.0, 0.0]], rtol=1e-5, atol=1e-7)
 
 
@@ -292,7 +292,7 @@ def test_two_tower_gradient_equals_dense_gradient():
   key = jax.random.key(5)
 
   def gathered(q, v):
-    per, sample = losses.warp_loss_two_tower(key, q, v, pos_ids, pos_mask, **TWO_TOWER_KWARGS)
+    per, sample = warp.warp_loss_two_tower(key, q, v, pos_ids, pos_mask, **TWO_TOWER_KWARGS)
     return per.sum(), sample
 
   grad_fn = jax.value_and_grad(gathered, argnums=(0, 1), has_aux=True)
@@ -302,7 +302,7 @@ def test_two_tower_gradient_equals_dense_gradient():
     scores = q @ v.T
     pos = jnp.take_along_axis(scores, jnp.asarray(pos_ids), axis=1)
     neg = jnp.take_along_axis(scores, jnp.maximum(sample.neg_ids, 0), axis=1)
-    return losses.warp_loss(pos, neg, sample, pos_mask).sum()
+    return warp.warp_loss(pos, neg, sample, pos_mask).sum()
 
   dense_value, dense_grads = jax.value_and_grad(dense, argnums=(0, 1))(queries, table)
   assert int(sample.found.sum()) >= 5 and float(value) > 0
@@ -323,7 +323,7 @@ def test_no_violator_means_zero_loss_and_zero_gradient():
   pos_mask[:, 0] = True
 
   def loss(q, v):
-    per, sample = losses.warp_loss_two_tower(jax.random.key(0), q, v, pos_ids, pos_mask,
+    per, sample = warp.warp_loss_two_tower(jax.random.key(0), q, v, pos_ids, pos_mask,
                                              **TWO_TOWER_KWARGS)
     return per.sum(), sample
 
@@ -338,7 +338,7 @@ def test_no_violator_means_zero_loss_and_zero_gradient():
 def test_jit_matches_eager():
   queries, table, pos_ids, pos_mask = two_tower_case(1, scale=0.5)
   key = jax.random.key(2)
-  run = lambda q, v: losses.warp_loss_two_tower(key, q, v, pos_ids, pos_mask, **TWO_TOWER_KWARGS)
+  run = lambda q, v: warp.warp_loss_two_tower(key, q, v, pos_ids, pos_mask, **TWO_TOWER_KWARGS)
   jitted = jax.jit(run)(queries, table)
   eager = run(queries, table)
   jax.tree.map(np.testing.assert_array_equal, jitted[1], eager[1])
@@ -346,7 +346,7 @@ def test_jit_matches_eager():
   # warp_sample is jitted by its decorator; its undecorated body runs op by op
   # (the while loop's body still compiles as one primitive).
   scores = queries @ table.T
-  unjitted = losses.warp_sample.__wrapped__(key, scores, pos_ids, pos_mask, **TWO_TOWER_KWARGS)
+  unjitted = warp.warp_sample.__wrapped__(key, scores, pos_ids, pos_mask, **TWO_TOWER_KWARGS)
   jax.tree.map(np.testing.assert_array_equal, unjitted, eager[1])
 
 
@@ -365,7 +365,7 @@ def test_same_sample_on_one_device_and_sharded_over_eight():
   table = rng.standard_normal((num_tags, 8)).astype(np.float32)
   pos_ids = rng.integers(0, num_tags, size=(batch, 5)).astype(np.int32)
   pos_mask = rng.random((batch, 5)) < 0.6
-  run = jax.jit(lambda k, q, v, i, m: losses.warp_loss_two_tower(k, q, v, i, m, max_trials=100,
+  run = jax.jit(lambda k, q, v, i, m: warp.warp_loss_two_tower(k, q, v, i, m, max_trials=100,
                                                                  chunk_size=8, buffer_size=16))
   key = jax.random.key(11)
   single = jax.devices()[0]

@@ -8,17 +8,17 @@ import sys
 import numpy as np
 import pytest
 
-from hashjax.eval import baselines, evaluate, report
 from hashjax.data import format as fmt
-from hashjax.data.synthetic import build as build_synthetic
 from hashjax.data.reader import PostDataset
+from hashjax.data.synthetic import build
+from hashjax.eval import baselines, evaluate, report
 from tests.dataset_fixtures import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
 def temporal(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("syn") / "temporal")
-  build_synthetic.build_synthetic(directory, preset="tiny", seed=1, split_scheme="temporal",
+  build.build_synthetic(directory, preset="tiny", seed=1, split_scheme="temporal",
                                   posts_per_shard=500, log=None)
   return PostDataset(directory)
 
@@ -38,7 +38,7 @@ def test_temporal_split_puts_each_users_first_90_percent_in_train(temporal):
 
 def test_user_disjoint_split_gives_each_user_one_split(tmp_path):
   directory = str(tmp_path / "disjoint")
-  build_synthetic.build_synthetic(directory, preset="tiny", seed=1, split_scheme="user_disjoint",
+  build.build_synthetic(directory, preset="tiny", seed=1, split_scheme="user_disjoint",
                                   log=None)
   ds = PostDataset(directory)
   users = [set(ds.user_ids[ds.split_rows(s)].tolist()) for s in fmt.SPLITS]
@@ -48,7 +48,7 @@ def test_user_disjoint_split_gives_each_user_one_split(tmp_path):
 
 
 def test_saved_world_speaks_the_datasets_tag_ids(temporal):
-  world, concept_ids, concept_weights = build_synthetic.load_oracle(temporal.directory)
+  world, concept_ids, concept_weights = build.load_oracle(temporal.directory)
   assert world.tag_strings == temporal.vocab
   rows = np.arange(temporal.num_posts)
   batch = temporal.read(rows, fields=("user_id", "tag_ids", "tag_mask"))
@@ -80,33 +80,33 @@ def test_oracle_beats_user_frequency_beats_global(temporal):
 def test_ensure_synthetic_reuses_and_never_overwrites_other_data(tmp_path, temporal):
   meta_path = os.path.join(temporal.directory, fmt.METADATA_FILE)
   before = os.path.getmtime(meta_path)
-  build_synthetic.ensure_synthetic(temporal.directory, preset="tiny", seed=1,
+  build.ensure_synthetic(temporal.directory, preset="tiny", seed=1,
                                    split_scheme="temporal", log=None)
   assert os.path.getmtime(meta_path) == before
   with pytest.raises(fmt.DatasetError, match="holds another dataset"):
-    build_synthetic.ensure_synthetic(temporal.directory, preset="tiny", seed=2,
+    build.ensure_synthetic(temporal.directory, preset="tiny", seed=2,
                                      split_scheme="temporal", log=None)
 
 
 def test_ensure_synthetic_rebuilds_a_stale_cache_but_not_an_overridden_build(tmp_path):
   directory = str(tmp_path / "cache")
-  build_synthetic.build_synthetic(directory, preset="tiny", seed=0, split_scheme="temporal",
+  build.build_synthetic(directory, preset="tiny", seed=0, split_scheme="temporal",
                                   log=None)
   meta = fmt.read_metadata(directory)
-  meta["provenance"]["generator_version"] = build_synthetic.GENERATOR_VERSION - 1
+  meta["provenance"]["generator_version"] = build.GENERATOR_VERSION - 1
   fmt.write_metadata(directory, meta)
   messages = []
-  build_synthetic.ensure_synthetic(directory, preset="tiny", seed=0, split_scheme="temporal",
+  build.ensure_synthetic(directory, preset="tiny", seed=0, split_scheme="temporal",
                                    log=messages.append)
   assert "stale cache" in messages[0]
   rebuilt = fmt.read_metadata(directory)["provenance"]
-  assert rebuilt["generator_version"] == build_synthetic.GENERATOR_VERSION
+  assert rebuilt["generator_version"] == build.GENERATOR_VERSION
 
   overridden = str(tmp_path / "overridden")
-  build_synthetic.build_synthetic(overridden, preset="tiny", seed=0, split_scheme="temporal",
+  build.build_synthetic(overridden, preset="tiny", seed=0, split_scheme="temporal",
                                   overrides={"group_metadata_strength": 0.5}, log=None)
   with pytest.raises(fmt.DatasetError, match="built with overrides"):
-    build_synthetic.ensure_synthetic(overridden, preset="tiny", seed=0, split_scheme="temporal",
+    build.ensure_synthetic(overridden, preset="tiny", seed=0, split_scheme="temporal",
                                      log=None)
 
 
