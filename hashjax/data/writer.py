@@ -4,7 +4,24 @@ Converters feed posts in (user_id, timestamp) order, in blocks (typically one us
 Every record is validated; a bad one raises InvalidRecordError naming the record, so a converter
 can either stop or count it as skipped in its BuildReport. On `finalize`, hashtag ids are
 renumbered by training frequency (id 0 = most frequent), the split and user indices are written,
-and metadata.json is written last, so a build that dies half-way leaves no valid dataset behind.
+and metadata.json is written last.
+
+No partial output. The writer builds into a sibling staging directory, `DIR.partial`, and moves
+it to DIR only when the build is complete, so DIR is always either absent, the previous dataset
+or the new, complete one. Used as a context manager, the move happens when the with-block exits
+cleanly, so a converter can write extra files after `finalize`::
+
+    with DatasetWriter(out, feature_dim=..., num_tags=..., split_scheme=...) as writer:
+      writer.add_block(...)
+      writer.finalize(vocab=...)
+      np.save(os.path.join(writer.directory, "extra.npy"), ...)  # inside the block: staging
+
+`writer.directory` is where files go: the staging directory until the dataset is moved into
+place, DIR after. If the block raises (any exception, KeyboardInterrupt included) the staging
+directory is deleted and DIR is left as it was: with overwrite=True the old dataset is replaced
+only at the final move, so a failed rebuild keeps it. Without `with`, `finalize` moves the
+dataset into place itself (a build that dies before it leaves only DIR.partial, which the next
+build of DIR deletes).
 """
 
 import os
@@ -24,22 +41,58 @@ def _ragged(lists: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   return lengths, flat
 
 
+PARTIAL_SUFFIX = ".partial"  # the staging directory of a build in progress: DIR.partial
+REPLACED_SUFFIX = ".replaced"  # the old dataset, for the instant between the two renames
+
+
+def _check_count(directory: str, name: str, value, minimum: int, why: str = "") -> None:
+  """Sizes must be integers >= minimum: posts_per_shard=0 would write empty shards forever."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    raise fmt.DatasetError(f"{directory}: {name} must be an integer >= {minimum}{why}, "
+                           f"got {value!r}")
+
+
+def _occupied(path: str) -> bool:
+  """True if writing a dataset at `path` would replace something (an empty directory is free)."""
+  if os.path.isdir(path) and not os.path.islink(path):
+    return bool(os.listdir(path))
+  return os.path.lexists(path)
+
+
+def _remove(path: str) -> None:
+  """Deletes a file or directory tree if it exists."""
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path)
+  elif os.path.lexists(path):
+    os.remove(path)
+
+
 class DatasetWriter:
-  """Streams posts into shards of `posts_per_shard` rows with bounded memory."""
+  """Streams posts into shards of `posts_per_shard` rows with bounded memory.
+
+  A context manager: see the module docstring for where files go and when DIR appears.
+  """
 
   def __init__(self, directory: str, *, feature_dim: int, num_tags: int, split_scheme: str,
                user_meta_dim: int = 0, feature_dtype: str = "float32", has_captions: bool = False,
                caption_vocab_size: int = 0, posts_per_shard: int = 50_000, overwrite: bool = False):
-    if split_scheme not in fmt.SPLIT_SCHEMES:
-      raise ValueError(f"split_scheme must be one of {fmt.SPLIT_SCHEMES}, got {split_scheme!r}")
-    if feature_dtype not in ("float32", "float16"):
-      raise ValueError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
-    if os.path.exists(directory) and os.listdir(directory):
-      if not overwrite:
-        raise FileExistsError(f"{directory} exists and is not empty (pass overwrite=True)")
-      shutil.rmtree(directory)
-    os.makedirs(os.path.join(directory, fmt.POSTS_DIR))
-    self.directory = directory
+    # Normalised so that "out/" stages in "out.partial", not in "out/.partial".
+    target = os.path.normpath(directory)
+    self._check_arguments(target, feature_dim=feature_dim, num_tags=num_tags,
+                          split_scheme=split_scheme, user_meta_dim=user_meta_dim,
+                          feature_dtype=feature_dtype, has_captions=has_captions,
+                          caption_vocab_size=caption_vocab_size, posts_per_shard=posts_per_shard)
+    if _occupied(target) and not overwrite:
+      raise FileExistsError(f"{target} exists and is not empty (pass overwrite=True)")
+    self.target, self.overwrite = target, overwrite
+    staging = target + PARTIAL_SUFFIX
+    # Left by a build that was killed (no with-block cleanup ran): never part of a dataset.
+    _remove(staging)
+    _remove(target + REPLACED_SUFFIX)
+    os.makedirs(os.path.join(staging, fmt.POSTS_DIR))
+    self.directory = staging  # where files go until the dataset is moved into place
+    self._in_with_block = False
+    self._finalized = False
     self.feature_dim, self.num_tags, self.user_meta_dim = feature_dim, num_tags, user_meta_dim
     self.split_scheme, self.feature_dtype = split_scheme, feature_dtype
     self.has_captions, self.caption_vocab_size = has_captions, caption_vocab_size
@@ -52,6 +105,59 @@ class DatasetWriter:
     self._max_tags = 0
     self._last_key: tuple[int, int] | None = None
     self._finished_users: set[int] = set()
+
+  @staticmethod
+  def _check_arguments(directory, *, feature_dim, num_tags, split_scheme, user_meta_dim,
+                       feature_dtype, has_captions, caption_vocab_size, posts_per_shard) -> None:
+    """Rejects impossible shapes before anything touches the disk."""
+    if split_scheme not in fmt.SPLIT_SCHEMES:
+      raise ValueError(f"split_scheme must be one of {fmt.SPLIT_SCHEMES}, got {split_scheme!r}")
+    if feature_dtype not in ("float32", "float16"):
+      raise ValueError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
+    _check_count(directory, "posts_per_shard", posts_per_shard, 1)
+    _check_count(directory, "feature_dim", feature_dim, 1)
+    _check_count(directory, "num_tags", num_tags, 1)
+    _check_count(directory, "user_meta_dim", user_meta_dim, 0)
+    if has_captions:  # every caption token must index the caption vocabulary
+      _check_count(directory, "caption_vocab_size", caption_vocab_size, 1,
+                   " when has_captions")
+
+  # -- the with-block: staging, then one move into place ---------------------------------------
+
+  def __enter__(self) -> "DatasetWriter":
+    self._in_with_block = True
+    return self
+
+  def __exit__(self, exc_type, exc, traceback) -> None:
+    self._in_with_block = False
+    if exc_type is not None:
+      self.abort()
+      return  # the exception propagates
+    if not self._finalized:
+      self.abort()
+      raise fmt.DatasetError(f"{self.target}: the with-block ended without finalize(); "
+                             "nothing was written")
+    self._commit()
+
+  def abort(self) -> None:
+    """Deletes the staging directory; DIR (absent or the previous dataset) is left as it was."""
+    if self.directory != self.target:
+      _remove(self.directory)
+
+  def _commit(self) -> None:
+    """Moves the staged dataset to DIR, replacing the old one only now (overwrite=True)."""
+    staging, target = self.directory, self.target
+    if _occupied(target):
+      if not self.overwrite:  # appeared while we were building: never clobber it
+        self.abort()
+        raise FileExistsError(f"{target} exists and is not empty (pass overwrite=True)")
+      # Two renames: DIR is missing only between them (an instant, not the whole build).
+      os.rename(target, target + REPLACED_SUFFIX)
+      os.rename(staging, target)
+      _remove(target + REPLACED_SUFFIX)
+    else:
+      os.replace(staging, target)  # rename(2) may replace an empty directory
+    self.directory = target
 
   # -- adding posts ---------------------------------------------------------------------------
 
@@ -187,13 +293,14 @@ class DatasetWriter:
 
     The returned `order` maps new id -> old id (order[0] is the most frequent training tag), so a
     converter can permute anything else it keeps per tag. Ties keep the old order (stable sort).
+    Outside a with-block the dataset is moved into place here; inside one, when the block exits.
     """
     if len(vocab) != self.num_tags:
       raise ValueError(f"vocab has {len(vocab)} entries, writer was told num_tags={self.num_tags}")
     if self._buffered:
       self._flush(self._buffered)
     if not self._shards:
-      raise fmt.DatasetError(f"{self.directory}: no posts were written")
+      raise fmt.DatasetError(f"{self.target}: no posts were written")
     order = np.argsort(-self._train_tag_counts, kind="stable")
     new_id = np.empty_like(order)
     new_id[order] = np.arange(len(order))
@@ -217,6 +324,9 @@ class DatasetWriter:
     report = report or fmt.BuildReport()
     report.written = int(self._split_counts.sum())
     fmt.write_metadata(d, self._metadata(word_vectors, provenance, report))
+    self._finalized = True
+    if not self._in_with_block:
+      self._commit()
     return order
 
   def _write_indices(self, user_ids: np.ndarray, splits: np.ndarray) -> None:

@@ -159,6 +159,91 @@ def test_writer_refuses_to_overwrite_and_to_finalize_empty(tmp_path):
     _writer(tmp_path)
 
 
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(posts_per_shard=0), "posts_per_shard"),
+    (dict(posts_per_shard=-3), "posts_per_shard"),
+    (dict(feature_dim=0), "feature_dim"),
+    (dict(num_tags=0), "num_tags"),
+    (dict(user_meta_dim=-1), "user_meta_dim"),
+    (dict(has_captions=True, caption_vocab_size=0), "caption_vocab_size"),
+])
+def test_writer_rejects_impossible_sizes_before_touching_the_disk(tmp_path, kwargs, name):
+  args = dict(feature_dim=4, num_tags=5, split_scheme="temporal")
+  args.update(kwargs)
+  with pytest.raises(fmt.DatasetError, match=rf"bad: {name} must be an integer >= \d"):
+    DatasetWriter(str(tmp_path / "bad"), **args)
+  assert os.listdir(tmp_path) == []
+
+
+# -- no partial output: the writer's with-block ------------------------------------------------
+
+def _one_post_writer(directory, **kw):
+  writer = DatasetWriter(directory, feature_dim=4, num_tags=5, split_scheme="temporal", **kw)
+  return writer
+
+
+def test_with_block_stages_and_moves_the_dataset_into_place_at_exit(tmp_path):
+  out = str(tmp_path / "ds")
+  with _one_post_writer(out + "/") as writer:  # a trailing slash still stages beside DIR
+    assert writer.directory == out + ".partial"
+    writer.add_block(**_post())
+    writer.finalize(vocab=list("abcde"))
+    np.save(os.path.join(writer.directory, "extra.npy"), np.arange(3))
+    assert not os.path.exists(out)  # nothing at DIR until the block exits cleanly
+  assert writer.directory == out
+  assert sorted(os.listdir(tmp_path)) == ["ds"]
+  assert PostDataset(out).num_posts == 1
+  np.testing.assert_array_equal(np.load(os.path.join(out, "extra.npy")), np.arange(3))
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_a_failed_with_block_leaves_no_directory(tmp_path, error):
+  out = str(tmp_path / "ds")
+  with pytest.raises(error):
+    with _one_post_writer(out) as writer:
+      writer.add_block(**_post())
+      writer.finalize(vocab=list("abcde"))
+      raise error("killed after finalize, before the extra files")
+  assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_rebuild_with_overwrite_keeps_the_old_dataset(tmp_path):
+  out = str(tmp_path / "ds")
+  write_random_dataset(out)
+  before = fmt.read_metadata(out)
+  with pytest.raises(fmt.InvalidRecordError):
+    with _one_post_writer(out, overwrite=True) as writer:
+      writer.add_block(**_post())
+      writer.add_block(**_post(tags=[np.array([9])]))  # out of vocabulary: the build fails
+  assert fmt.read_metadata(out) == before
+  assert PostDataset(out).validate() == before["num_posts"]
+  assert sorted(os.listdir(tmp_path)) == ["ds"]
+  with _one_post_writer(out, overwrite=True) as writer:  # a rebuild that succeeds replaces it
+    writer.add_block(**_post())
+    writer.finalize(vocab=list("abcde"))
+  assert PostDataset(out).num_posts == 1 and sorted(os.listdir(tmp_path)) == ["ds"]
+
+
+def test_a_with_block_without_finalize_writes_nothing(tmp_path):
+  out = str(tmp_path / "ds")
+  with pytest.raises(fmt.DatasetError, match="without finalize"):
+    with _one_post_writer(out) as writer:
+      writer.add_block(**_post())
+  assert os.listdir(tmp_path) == []
+
+
+def test_a_stale_partial_directory_is_removed_by_the_next_build(tmp_path):
+  out = str(tmp_path / "ds")
+  os.makedirs(os.path.join(out + ".partial", "posts", "00007"))  # a killed build's leftovers
+  writer = _one_post_writer(out)  # without `with`: finalize moves the dataset into place
+  assert not os.path.exists(os.path.join(out + ".partial", "posts", "00007"))
+  writer.add_block(**_post())
+  writer.finalize(vocab=list("abcde"))
+  assert writer.directory == out
+  assert sorted(os.listdir(tmp_path)) == ["ds"]
+  assert os.listdir(os.path.join(out, "posts")) == ["00000"]
+
+
 # -- bad input: the reader ---------------------------------------------------------------------
 
 def test_missing_directory_and_metadata(tmp_path):

@@ -29,6 +29,8 @@ GENERATOR = "hashjax.data.synthetic"  # recorded in provenance; unchanged by the
 GENERATOR_VERSION = 3
 WORLD_DIR = "world"
 LATENT_FILE = "post_latents.npz"
+
+
 def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
                     split_scheme: str = "temporal", feature_dtype: str = "float32",
                     overrides: dict[str, Any] | None = None, posts_per_shard: int = 50_000,
@@ -39,12 +41,32 @@ def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
   config = dataclasses.replace(PRESETS[preset], **(overrides or {}))
   start = time.time()
   world = World.create(config, seed)
-  writer = DatasetWriter(directory, feature_dim=config.feature_dim, num_tags=len(world.tag_strings),
-                         user_meta_dim=10, split_scheme=split_scheme, feature_dtype=feature_dtype,
-                         has_captions=True, caption_vocab_size=len(world.caption_vocab),
-                         posts_per_shard=posts_per_shard, overwrite=overwrite)
   user_split = splits.user_disjoint_split(config.num_users, seed)
   report = fmt.BuildReport()
+  # The with-block stages everything, world/ included, in a sibling directory and moves it into
+  # place only at a clean exit: a failed (re)build leaves no partial dataset behind.
+  with DatasetWriter(directory, feature_dim=config.feature_dim,
+                     num_tags=len(world.tag_strings), user_meta_dim=10,
+                     split_scheme=split_scheme, feature_dtype=feature_dtype, has_captions=True,
+                     caption_vocab_size=len(world.caption_vocab),
+                     posts_per_shard=posts_per_shard, overwrite=overwrite) as writer:
+    concept_ids, concept_weights = _write_users(writer, world, config, split_scheme, user_split,
+                                                report, start, log)
+    provenance = {"generator": GENERATOR, "generator_version": GENERATOR_VERSION,
+                  "preset": preset, "seed": seed, "config": dataclasses.asdict(config)}
+    order = writer.finalize(vocab=world.tag_strings, word_vectors=world.word_vectors,
+                            caption_vocab=world.caption_vocab, users=world.users,
+                            provenance=provenance, report=report)
+    world.reorder_tags(order).save(os.path.join(writer.directory, WORLD_DIR))
+    np.savez(os.path.join(writer.directory, WORLD_DIR, LATENT_FILE),
+             concept_ids=concept_ids, concept_weights=concept_weights)
+  if log:
+    log(f"built {directory} in {time.time() - start:.1f}s: {report.summary()}")
+  return fmt.read_metadata(directory)
+
+
+def _write_users(writer, world, config, split_scheme, user_split, report, start, log):
+  """Generates every user's posts into the writer; returns the per-row latents for the oracle."""
   concept_ids, concept_weights = [], []
   next_post_id = 0
   for user in range(config.num_users):
@@ -64,17 +86,7 @@ def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
     if log and (user + 1) % max(1, config.num_users // 10) == 0:
       log(f"  generated {user + 1}/{config.num_users} users, {next_post_id} posts "
           f"({time.time() - start:.0f}s)")
-  provenance = {"generator": GENERATOR, "generator_version": GENERATOR_VERSION, "preset": preset,
-                "seed": seed, "config": dataclasses.asdict(config)}
-  order = writer.finalize(vocab=world.tag_strings, word_vectors=world.word_vectors,
-                          caption_vocab=world.caption_vocab, users=world.users,
-                          provenance=provenance, report=report)
-  world.reorder_tags(order).save(os.path.join(directory, WORLD_DIR))
-  np.savez(os.path.join(directory, WORLD_DIR, LATENT_FILE),
-           concept_ids=np.concatenate(concept_ids), concept_weights=np.concatenate(concept_weights))
-  if log:
-    log(f"built {directory} in {time.time() - start:.1f}s: {report.summary()}")
-  return fmt.read_metadata(directory)
+  return np.concatenate(concept_ids), np.concatenate(concept_weights)
 
 
 def load_world(directory: str) -> World:

@@ -11,6 +11,7 @@ import pytest
 from hashjax.data import format as fmt
 from hashjax.data.reader import PostDataset
 from hashjax.data.synthetic import build
+from hashjax.data.synthetic.world import World
 from hashjax.eval import baselines, evaluate, report
 from tests.dataset_fixtures import REPO_ROOT
 
@@ -108,6 +109,37 @@ def test_ensure_synthetic_rebuilds_a_stale_cache_but_not_an_overridden_build(tmp
   with pytest.raises(fmt.DatasetError, match="built with overrides"):
     build.ensure_synthetic(overridden, preset="tiny", seed=0, split_scheme="temporal",
                                      log=None)
+
+
+def _fail_at_user_3(monkeypatch):
+  """Makes the generator raise part-way through a build (after some shards are on disk)."""
+  generate = World.generate_user_posts
+
+  def generate_or_fail(self, user_id):
+    if user_id == 3:
+      raise RuntimeError("generator failed at user 3")
+    return generate(self, user_id)
+  monkeypatch.setattr(World, "generate_user_posts", generate_or_fail)
+
+
+def test_a_build_that_fails_midway_leaves_no_partial_output(tmp_path, monkeypatch):
+  directory = str(tmp_path / "ds")
+  _fail_at_user_3(monkeypatch)
+  with pytest.raises(RuntimeError, match="user 3"):
+    build.build_synthetic(directory, preset="tiny", posts_per_shard=5, log=None)
+  assert os.listdir(tmp_path) == []  # neither DIR nor DIR.partial
+
+
+def test_a_failed_rebuild_keeps_the_old_dataset(tmp_path, monkeypatch):
+  directory = str(tmp_path / "ds")
+  build.build_synthetic(directory, preset="tiny", seed=0, log=None)
+  before = fmt.read_metadata(directory)
+  _fail_at_user_3(monkeypatch)
+  with pytest.raises(RuntimeError, match="user 3"):
+    build.build_synthetic(directory, preset="tiny", seed=1, overwrite=True, log=None)
+  assert fmt.read_metadata(directory) == before
+  assert os.path.isfile(os.path.join(directory, build.WORLD_DIR, build.LATENT_FILE))
+  assert os.listdir(tmp_path) == ["ds"]
 
 
 def test_main_job_end_to_end(tmp_path):
