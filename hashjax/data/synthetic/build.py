@@ -18,7 +18,7 @@ import numpy as np
 
 from hashjax.data import format as fmt
 from hashjax.data import splits
-from hashjax.data.synthetic.world import PRESETS, World
+from hashjax.data.synthetic.world import PRESETS, World, WorldConfig
 from hashjax.data.writer import DatasetWriter
 
 GENERATOR = "hashjax.data.synthetic"  # recorded in provenance; unchanged by the package move
@@ -35,10 +35,14 @@ def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
                     split_scheme: str = "temporal", feature_dtype: str = "float32",
                     overrides: dict[str, Any] | None = None, posts_per_shard: int = 50_000,
                     overwrite: bool = False, log=print) -> dict[str, Any]:
-  """Generates the preset's world and writes it as a dataset; returns the metadata."""
-  if preset not in PRESETS:
-    raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-  config = dataclasses.replace(PRESETS[preset], **(overrides or {}))
+  """Generates the preset's world and writes it as a dataset; returns the metadata.
+
+  Bad arguments (an unknown preset or override field, an impossible size, a negative seed) raise
+  ValueError before anything is written; a build that fails later leaves nothing either.
+  """
+  config = world_config(preset, overrides)
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"seed must be an integer >= 0, got {seed!r}")  # numpy seeds are
   start = time.time()
   world = World.create(config, seed)
   user_split = splits.user_disjoint_split(config.num_users, seed)
@@ -63,6 +67,18 @@ def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
   if log:
     log(f"built {directory} in {time.time() - start:.1f}s: {report.summary()}")
   return fmt.read_metadata(directory)
+
+
+def world_config(preset: str, overrides: dict[str, Any] | None = None) -> WorldConfig:
+  """The preset's WorldConfig with `overrides` applied, validated (errors name the field)."""
+  if preset not in PRESETS:
+    raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+  fields = [f.name for f in dataclasses.fields(WorldConfig)]
+  unknown = sorted(set(overrides or {}) - set(fields))
+  if unknown:
+    raise ValueError(f"WorldConfig has no field {', '.join(map(repr, unknown))}; the fields are "
+                     f"{', '.join(fields)}")
+  return dataclasses.replace(PRESETS[preset], **(overrides or {})).validate()
 
 
 def _write_users(writer, world, config, split_scheme, user_split, report, start, log):

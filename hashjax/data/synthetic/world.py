@@ -112,6 +112,61 @@ class WorldConfig:
   caption_length: int = 8
   caption_concept_share: float = 0.5
 
+  def validate(self) -> "WorldConfig":
+    """Raises ValueError naming the first field the generator cannot draw from; returns self.
+
+    Every int field is a size or a count with a minimum (_AT_LEAST); every float is a finite,
+    non-negative scale, strictly positive where it divides or is a log argument (_POSITIVE), a
+    share of 1 for _FRACTIONS. Without this a zero size fails deep inside numpy, or not at all
+    (an empty world writes an empty dataset).
+    """
+    for field in dataclasses.fields(self):
+      _check_field(field.name, getattr(self, field.name))
+    probs = self.concept_count_probs
+    if (len(probs) != MAX_CONCEPTS or not all(np.isfinite(p) and p >= 0 for p in probs)
+        or abs(sum(probs) - 1.0) > 1e-6):
+      raise ValueError(f"WorldConfig.concept_count_probs must be {MAX_CONCEPTS} probabilities "
+                       f"(of 1..{MAX_CONCEPTS} concepts per image) summing to 1, got {probs!r}")
+    if self.polysemy_by not in ("group", "country"):
+      raise ValueError(f"WorldConfig.polysemy_by must be 'group' or 'country', "
+                       f"got {self.polysemy_by!r}")
+    sv.vocab_layout(self)  # num_tags must hold every kind of tag (its message names num_tags)
+    concept_words = self.num_concepts * self.caption_words_per_concept
+    if self.caption_vocab_size <= concept_words:  # room for at least one filler word
+      raise ValueError(f"WorldConfig.caption_vocab_size={self.caption_vocab_size} must exceed "
+                       f"num_concepts * caption_words_per_concept = {concept_words}")
+    return self
+
+
+# The smallest value of each int field the generator can draw from. num_concepts: an image draws
+# up to MAX_CONCEPTS distinct concepts; every tag kind needs at least one tag.
+_AT_LEAST = {"num_users": 1, "feature_dim": 1, "num_concepts": MAX_CONCEPTS, "num_tags": 1,
+             "num_groups": 1, "word_vector_dim": 1, "max_posts_per_user": 1,
+             "cities_per_country": 1, "synonyms_per_concept": 1, "num_polysemous": 1,
+             "num_social": 1, "num_generic": 1, "max_tags_per_post": 1, "caption_vocab_size": 1,
+             "caption_words_per_concept": 1, "caption_length": 1}
+_POSITIVE = ("mean_posts_per_user", "time_span_days", "topic_concentration", "group_topic_alpha",
+             "generic_concentration")
+_FRACTIONS = ("group_topic_share", "synonym_share", "city_share", "caption_concept_share")
+
+
+def _check_field(name, value):
+  """One WorldConfig field against its kind's range (see WorldConfig.validate)."""
+  default = WorldConfig.__dataclass_fields__[name].default
+  if isinstance(default, int):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+      raise ValueError(f"WorldConfig.{name} must be an integer, got {value!r}")
+    if value < _AT_LEAST[name]:
+      raise ValueError(f"WorldConfig.{name} must be >= {_AT_LEAST[name]}, got {value!r}")
+  elif isinstance(default, float):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+      raise ValueError(f"WorldConfig.{name} must be a number, got {value!r}")
+    low = "> 0" if name in _POSITIVE else ">= 0"
+    if not np.isfinite(value) or value < 0 or (value == 0 and name in _POSITIVE):
+      raise ValueError(f"WorldConfig.{name} must be finite and {low}, got {value!r}")
+    if name in _FRACTIONS and value > 1:
+      raise ValueError(f"WorldConfig.{name} is a share and must be <= 1, got {value!r}")
+
 
 PRESETS = {
     "tiny": WorldConfig(num_users=100, feature_dim=32, num_concepts=10, num_tags=150, num_groups=4,

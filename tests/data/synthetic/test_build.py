@@ -111,6 +111,44 @@ def test_ensure_synthetic_rebuilds_a_stale_cache_but_not_an_overridden_build(tmp
                                      log=None)
 
 
+def test_every_preset_is_a_valid_world_config():
+  for preset in build.PRESETS:
+    assert build.world_config(preset) == build.PRESETS[preset]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(num_users=0), r"WorldConfig.num_users must be >= 1, got 0"),
+    (dict(feature_dim=0), r"WorldConfig.feature_dim must be >= 1, got 0"),
+    (dict(num_concepts=2), r"WorldConfig.num_concepts must be >= 3, got 2"),
+    (dict(max_posts_per_user=-1), r"WorldConfig.max_posts_per_user must be >= 1, got -1"),
+    (dict(num_social=0), r"WorldConfig.num_social must be >= 1"),
+    (dict(num_users=2.5), r"WorldConfig.num_users must be an integer, got 2.5"),
+    (dict(feature_noise=-1.0), r"WorldConfig.feature_noise must be finite and >= 0, got -1.0"),
+    (dict(time_span_days=0.0), r"WorldConfig.time_span_days must be finite and > 0"),
+    (dict(city_share=1.5), r"WorldConfig.city_share is a share and must be <= 1"),
+    (dict(mean_extra_tags=float("nan")), r"WorldConfig.mean_extra_tags must be finite"),
+    (dict(concept_count_probs=(0.5, 0.6, 0.1)), r"concept_count_probs must be 3 probabilities"),
+    (dict(polysemy_by="city"), r"polysemy_by must be 'group' or 'country'"),
+    (dict(num_tags=20), r"num_tags=20 is too small"),
+    (dict(caption_vocab_size=30), r"caption_vocab_size=30 must exceed"),
+    (dict(num_user=10), r"no field 'num_user'; the fields are num_users, feature_dim"),
+])
+def test_bad_world_overrides_name_the_field_and_write_nothing(tmp_path, overrides, message):
+  with pytest.raises(ValueError, match=message):
+    build.build_synthetic(str(tmp_path / "ds"), preset="tiny", overrides=overrides, log=None)
+  assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(seed=-1), ValueError, r"seed must be an integer >= 0, got -1"),
+    (dict(posts_per_shard=0), fmt.DatasetError, r"posts_per_shard must be an integer >= 1"),
+])
+def test_bad_build_arguments_write_nothing(tmp_path, kwargs, error, message):
+  with pytest.raises(error, match=message):
+    build.build_synthetic(str(tmp_path / "ds"), preset="tiny", log=None, **kwargs)
+  assert os.listdir(tmp_path) == []
+
+
 def _fail_at_user_3(monkeypatch):
   """Makes the generator raise part-way through a build (after some shards are on disk)."""
   generate = World.generate_user_posts
