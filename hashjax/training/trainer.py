@@ -37,8 +37,9 @@ from hashjax.data.reader import PostDataset
 from hashjax.eval import evaluate, report
 from hashjax.training import history as history_lib
 from hashjax.training import init_from as init_from_lib
-from hashjax.training import objectives, optimizers
+from hashjax.training import objectives, optimizers, run_config
 from hashjax.training.checkpoints import Checkpoints
+from hashjax.training.workdir_lock import WorkdirLock
 
 
 @jax.tree_util.register_dataclass
@@ -101,13 +102,39 @@ def _global_batch(batch: dict, fields, sharding) -> dict:
 
 
 def _train_iterator(dataset, model, config, fields):
-  per_process = config.batch_size // jax.process_count()
+  """This process's part of every global batch: block i of the one-process batch.
+
+  The global batch of step t holds the same examples in the same order whatever the number of
+  processes (process i reads positions [i b, (i + 1) b) of it, b = batch_size / processes), so
+  losses that draw per batch position (WARP's negatives) and hence the parameters are those of
+  one process. (pipeline.train_batches' own process slices interleave examples instead, which
+  is the same data in another order.) The grain state is the same on every process.
+  """
+  count, index = jax.process_count(), jax.process_index()
+  if config.batch_size % count:
+    raise ValueError(f"batch_size {config.batch_size} must divide evenly over the "
+                     f"{count} processes (each reads batch_size / {count} examples a step)")
+  per_process = config.batch_size // count
   if model.layout == "sequences":
-    return iter(pipeline.sequence_batches(
-        dataset, batch_size=per_process, seed=config.seed, seq_len=config.data.seq_len,
-        context_len=config.data.context_len, fields=fields, max_tags=config.max_tags))
-  return iter(pipeline.train_batches(dataset, batch_size=per_process, seed=config.seed,
-                                     fields=fields, max_tags=config.max_tags))
+    windows, targets = pipeline.user_sequences(dataset, "train", seq_len=config.data.seq_len,
+                                               context_len=config.data.context_len)
+    items, what = len(windows), "user sequences"
+    read = pipeline.SequenceReader(dataset, windows, targets, pipeline._fields(fields),
+                                   config.max_tags)
+  else:
+    rows = dataset.split_rows("train")
+    items, what = len(rows), "posts"
+    read = pipeline.BatchReader(dataset, rows, pipeline._fields(fields), config.max_tags)
+  if items < config.batch_size:
+    raise ValueError(f"split 'train' has {items} {what}, fewer than one batch "
+                     f"({config.batch_size})")
+  start, stop = index * per_process, (index + 1) * per_process
+  # The one-process pipeline (pipeline._batched_iter over global batches) with each batch of
+  # positions cut to this process's block before anything is read.
+  return iter(pipeline._batched_iter(  # pylint: disable=protected-access
+      items, lambda positions: read(positions[start:stop]), batch_size=config.batch_size,
+      seed=config.seed, num_epochs=None, shuffle=True, process_index=0, process_count=1,
+      num_threads=2, prefetch=4))
 
 
 def _evaluate(name, model, variables, dataset, split, keep, config) -> dict[str, float]:
@@ -123,10 +150,35 @@ def _write_config(workdir: str, config) -> None:
       f.write(config.to_json(indent=2, sort_keys=True))
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _check_finite_state(step: int, state: TrainState, last_saved: int) -> None:
+  """Never checkpoint NaN/inf: it would rotate the good checkpoints out (max_to_keep)."""
+  if not bool(_all_finite((state.params, state.model_state, state.opt_state))):
+    raise FloatingPointError(
+        f"step {step}: the train state holds NaN or inf, so it was not checkpointed (the last "
+        f"checkpoint, step {last_saved or 'none'}, is kept); lower the learning rate or check "
+        "the input features")
+
+
 def train_and_evaluate(config, workdir: str, dataset: PostDataset | None = None) -> dict:
-  """Trains config.model on config.data, evaluates on the test split, writes the report."""
+  """Trains config.model on config.data, evaluates on the test split, writes the report.
+
+  One job per workdir (WorkdirLock); a resume must use the config its checkpoints were written
+  with, up to the fields run_config allows to change.
+  """
+  run_config.validate(config)
   os.makedirs(workdir, exist_ok=True)
-  _write_config(workdir, config)
+  with WorkdirLock(workdir, jax.process_index()):
+    return _train_and_evaluate(config, workdir, dataset)
+
+
+def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> dict:
   dataset = dataset or sources.resolve_dataset(config.data)
   model = models.make_model(config.model, dataset.spec)
   objective = objectives.make_objective(config.loss)
@@ -155,10 +207,14 @@ def train_and_evaluate(config, workdir: str, dataset: PostDataset | None = None)
               "selected_value": -1.0, "selected_step": 0}
   selected = jax.tree.map(jnp.copy, state.variables())  # the step donates the state's buffers
   checkpoints = Checkpoints(workdir)
-  start_step = checkpoints.latest_step() or 0
-  if start_step:
-    state, schedule, selected = checkpoints.restore(start_step, state, train_iter, selected)
+  run = run_config.run_record(config, dataset.metadata)
+  restored = checkpoints.restore_latest(state, train_iter, selected)
+  start_step = 0
+  if restored:
+    start_step, state, schedule, selected, saved_run = restored
+    run_config.check_resume(saved_run, config, dataset.metadata, start_step, workdir)
     logging.info("resumed from step %d (%s)", start_step, schedule)
+  _write_config(workdir, config)  # after the check: a refused resume leaves the workdir as it was
   train_step = jax.jit(make_train_step(model, objective, tx, tuple(config.frozen)),
                        donate_argnums=0)
   multiplier = optimizers.schedule_multiplier(config)
@@ -167,28 +223,31 @@ def train_and_evaluate(config, workdir: str, dataset: PostDataset | None = None)
   examples_per_step = config.batch_size * (config.data.seq_len if model.layout == "sequences"
                                            else 1)
   timer = history_lib.Throughput(start_step, config.train_steps, examples_per_step)
-  for step in range(start_step + 1, config.train_steps + 1):
-    batch = tag_distribution.apply(next(train_iter), keep)
-    state, metrics = train_step(state, _global_batch(batch, fields, data_sharding))
-    if step % config.log_every == 0 or step == config.train_steps:
-      metrics = jax.device_get(metrics)  # also a sync point (see DESIGN: CPU collectives)
-      history_lib.check_finite(step, metrics)
-      rate = schedule["learning_rate"] * float(multiplier(step))
-      history.log(step, dict(metrics, **timer.update(step), learning_rate=rate))
-    if step % config.eval_every == 0 or step == config.train_steps:
-      val = _evaluate("val", model, state.variables(), dataset, "val", keep, config)
-      value = val[config.plateau_metric]
-      if value > schedule["selected_value"]:
-        selected = jax.tree.map(jnp.copy, state.variables())
-        schedule.update(selected_value=value, selected_step=step)
-      schedule = optimizers.lower_on_plateau(schedule, value, step, config)
-      state = dataclasses.replace(state, opt_state=optimizers.set_learning_rate(
-          state.opt_state, schedule["learning_rate"]))
-      history.log(step, {f"val/{k}": v for k, v in val.items()})
-    if step % config.checkpoint_every == 0 or step == config.train_steps:
-      checkpoints.save(step, state, train_iter, schedule, selected)
-  checkpoints.close()
-  history.close()
+  try:
+    for step in range(start_step + 1, config.train_steps + 1):
+      batch = tag_distribution.apply(next(train_iter), keep)
+      state, metrics = train_step(state, _global_batch(batch, fields, data_sharding))
+      if step % config.log_every == 0 or step == config.train_steps:
+        metrics = jax.device_get(metrics)  # also a sync point (see DESIGN: CPU collectives)
+        history_lib.check_finite(step, metrics)
+        rate = schedule["learning_rate"] * float(multiplier(step))
+        history.log(step, dict(metrics, **timer.update(step), learning_rate=rate))
+      if step % config.eval_every == 0 or step == config.train_steps:
+        val = _evaluate("val", model, state.variables(), dataset, "val", keep, config)
+        value = val[config.plateau_metric]
+        if value > schedule["selected_value"]:
+          selected = jax.tree.map(jnp.copy, state.variables())
+          schedule.update(selected_value=value, selected_step=step)
+        schedule = optimizers.lower_on_plateau(schedule, value, step, config)
+        state = dataclasses.replace(state, opt_state=optimizers.set_learning_rate(
+            state.opt_state, schedule["learning_rate"]))
+        history.log(step, {f"val/{k}": v for k, v in val.items()})
+      if step % config.checkpoint_every == 0 or step == config.train_steps:
+        _check_finite_state(step, state, checkpoints.latest_step())
+        checkpoints.save(step, state, train_iter, schedule, selected, run)
+  finally:
+    checkpoints.close()
+    history.close()
 
   name = model.label
   logging.info("testing the variables of step %d (validation %s %.4f)",
