@@ -1,65 +1,182 @@
-"""orbax checkpoints of a run: train state, grain iterator, schedule and selected variables.
+"""orbax checkpoints of a run: train state, grain iterator, schedule, selected variables, config.
 
 The grain iterator's state is saved with the model's, so a resumed run sees exactly the examples
 it would have seen. `selected` holds the variables of the best validation evaluation (the ones
 tested); `restore_selected` without a target reads them as saved, which is what `init_from`
-needs to load parts of another run.
+needs to load parts of another run. `run` holds the config and the dataset fingerprint
+(run_config.run_record), so a resume can refuse a changed config.
+
+Integrity: once orbax has finished a checkpoint, the sha256 and size of every file in it are
+written to <step>/hashjax_manifest.json. `restore_latest` verifies the newest checkpoint against
+its manifest and falls back to the newest intact one, saying which and why; a damaged one is
+moved to WORKDIR/damaged_checkpoints/ (kept for inspection, out of orbax's way). A checkpoint
+without a manifest (killed between orbax's commit and the manifest, or written before
+manifests existed) is used only when no verified one exists, with a warning.
 """
 
+import hashlib
+import json
 import os
+import shutil
 
+from absl import logging
 import grain
 import jax
 import orbax.checkpoint as ocp
 
+MANIFEST = "hashjax_manifest.json"
+DAMAGED_DIR = "damaged_checkpoints"
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint, or one that does not fit this model; the message names the dir."""
+
 
 class Checkpoints:
-  """orbax CheckpointManager over (train state, grain iterator, schedule, selected variables)."""
+  """orbax CheckpointManager over (train state, grain iterator, schedule, selected, run)."""
 
   def __init__(self, workdir: str, max_to_keep: int = 2):
+    self.workdir = os.path.abspath(workdir)
     self.manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        os.path.join(self.workdir, "checkpoints"),
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state, iterator, schedule: dict, selected) -> None:
+  def step_dir(self, step: int) -> str:
+    return os.path.join(str(self.manager.directory), str(step))
+
+  def save(self, step: int, state, iterator, schedule: dict, selected, run: dict) -> None:
+    """Saves, waits for orbax to commit, then writes the manifest (process 0)."""
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator),
-        schedule=ocp.args.JsonSave(schedule), selected=ocp.args.StandardSave(selected)))
+        schedule=ocp.args.JsonSave(schedule), selected=ocp.args.StandardSave(selected),
+        run=ocp.args.JsonSave(run)))
+    self.manager.wait_until_finished()
+    if jax.process_index() == 0:
+      _write_manifest(self.step_dir(step))
 
-  def restore(self, step: int, state, iterator, selected):
-    """(state, schedule, selected variables) saved at `step`; the iterator is restored in place."""
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    out = self._restore(step, state=ocp.args.StandardRestore(target),
-                        data=grain.checkpoint.CheckpointRestore(iterator),
-                        schedule=ocp.args.JsonRestore(),
-                        selected=ocp.args.StandardRestore(
-                            jax.tree.map(ocp.utils.to_shape_dtype_struct, selected)))
-    return out.state, dict(out.schedule), out.selected
+  def restore_latest(self, state, iterator, selected):
+    """(step, state, schedule, selected, run) of the newest intact checkpoint, or None if none.
+
+    The iterator is restored in place. Raises CheckpointError if checkpoints exist but none is
+    intact.
+    """
+    step, damaged = self.choose()
+    if step is None and not damaged:
+      return None
+    for bad, problem in damaged.items():
+      logging.warning("%s: checkpoint %d is damaged (%s); falling back to an older one, and "
+                      "moving it to %s", self.manager.directory, bad, problem,
+                      os.path.join(self.workdir, DAMAGED_DIR))
+      self._set_aside(bad)
+    if step is None:
+      raise CheckpointError(f"{self.manager.directory}: no intact checkpoint ("
+                            + "; ".join(f"{s}: {p}" for s, p in damaged.items())
+                            + "). The damaged ones were moved to "
+                            f"{os.path.join(self.workdir, DAMAGED_DIR)}; use a new workdir.")
+    out = self._restore(
+        step, state=ocp.args.StandardRestore(_abstract(state)),
+        data=grain.checkpoint.CheckpointRestore(iterator), schedule=ocp.args.JsonRestore(),
+        selected=ocp.args.StandardRestore(_abstract(selected)), run=ocp.args.JsonRestore())
+    return step, out.state, dict(out.schedule), out.selected, dict(out.run)
+
+  def choose(self) -> tuple[int | None, dict[int, str]]:
+    """(the step to resume from or None, {newer damaged step: what is wrong}).
+
+    The newest checkpoint that matches its manifest; if none has a manifest, the newest one
+    (orbax commits a checkpoint atomically, so it is complete), with a warning.
+    """
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    problems = {step: verify(self.step_dir(step)) for step in steps}
+    verified = [s for s in steps if problems[s] is None]
+    if verified:
+      return verified[0], {s: problems[s] for s in steps if s > verified[0]}
+    unverified = [s for s in steps if problems[s] == "no manifest"]
+    if unverified:
+      logging.warning("%s: checkpoint %d has no manifest (killed before writing it, or "
+                      "written by an older hashjax); using it unverified",
+                      self.manager.directory, unverified[0])
+      return unverified[0], {s: problems[s] for s in steps if s > unverified[0]}
+    return None, problems
 
   def restore_selected(self, step: int, target=None):
     """The variables selected on validation (the tested ones), shaped like `target` if given."""
     restore = (ocp.args.StandardRestore() if target is None else
-               ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, target)))
+               ocp.args.StandardRestore(_abstract(target)))
     return self._restore(step, selected=restore).selected
 
   def _restore(self, step: int, **items):
     try:
       return self.manager.restore(step, args=ocp.args.Composite(**items))
     except (KeyError, ValueError) as e:
-      raise ValueError(f"{self.manager.directory}: checkpoint {step} does not hold what this "
-                       f"trainer saves ({type(e).__name__}: {e}); it was written by another "
-                       "model or version of hashjax. Use a new workdir.") from e
+      raise CheckpointError(
+          f"{self.step_dir(step)}: its contents do not fit what this run restores "
+          f"({type(e).__name__}: {e}); it was written by another model or config, or by a "
+          "hashjax from before checkpoints held the run's config. Use a new workdir.") from e
+
+  def _set_aside(self, step: int) -> None:
+    if jax.process_index() == 0:
+      target = os.path.join(self.workdir, DAMAGED_DIR, str(step))
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.rmtree(target, ignore_errors=True)
+      shutil.move(self.step_dir(step), target)
+    self.manager.reload()
 
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
 
 
+def _abstract(tree):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _files(step_dir: str) -> list[str]:
+  return sorted(os.path.relpath(os.path.join(root, name), step_dir)
+                for root, _, names in os.walk(step_dir) for name in names if name != MANIFEST)
+
+
+def _digest(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _write_manifest(step_dir: str) -> None:
+  files = {rel: [os.path.getsize(os.path.join(step_dir, rel)), _digest(os.path.join(step_dir, rel))]
+           for rel in _files(step_dir)}
+  tmp = os.path.join(step_dir, MANIFEST + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump({"files": files}, f, indent=1, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, os.path.join(step_dir, MANIFEST))
+
+
+def verify(step_dir: str) -> str | None:
+  """None if every file of the checkpoint matches its manifest, else what is wrong."""
+  path = os.path.join(step_dir, MANIFEST)
+  if not os.path.exists(path):
+    return "no manifest"
+  try:
+    with open(path) as f:
+      files = json.load(f)["files"]
+  except (ValueError, KeyError) as e:
+    return f"unreadable manifest ({e})"
+  for rel, (size, digest) in files.items():
+    full = os.path.join(step_dir, rel)
+    if not os.path.exists(full):
+      return f"{rel} is missing"
+    if os.path.getsize(full) != size:
+      return f"{rel} has {os.path.getsize(full)} bytes, {size} were written"
+    if _digest(full) != digest:
+      return f"{rel} does not match its checksum"
+  return None
+
+
 def load_selected(workdir: str, target=None):
-  """The selected variables of the newest checkpoint in `workdir` (those the run tested).
+  """The selected variables of the newest intact checkpoint in `workdir` (those the run tested).
 
   target: a pytree to restore into (shapes and dtypes); None restores the arrays as saved.
   """
@@ -67,9 +184,10 @@ def load_selected(workdir: str, target=None):
     raise FileNotFoundError(f"{workdir}: no checkpoints there (not a training run?)")
   checkpoints = Checkpoints(workdir)
   try:
-    step = checkpoints.latest_step()
+    step, damaged = checkpoints.choose()
     if step is None:
-      raise FileNotFoundError(f"{workdir}: the run has saved no checkpoint yet")
+      raise (CheckpointError(f"{workdir}/checkpoints: no intact checkpoint ({damaged})")
+             if damaged else FileNotFoundError(f"{workdir}: the run has saved no checkpoint yet"))
     return checkpoints.restore_selected(step, target)
   finally:
     checkpoints.close()

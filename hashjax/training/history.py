@@ -36,10 +36,11 @@ class History:
       return
     if os.path.exists(self.path):
       # A resumed run rewrites what came after its checkpoint, so the file stays one history.
-      with open(self.path) as f:
-        kept = [line for line in f if json.loads(line)["step"] <= resume_step]
-      with open(self.path, "w") as f:
+      kept = [line for line in _read_lines(self.path) if json.loads(line)["step"] <= resume_step]
+      tmp = self.path + ".tmp"
+      with open(tmp, "w") as f:
         f.writelines(kept)
+      os.replace(tmp, self.path)  # a kill here leaves the old file or the new, never half
     # purge_step: TensorBoard drops the events a killed run wrote after its last checkpoint.
     self.writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"),
                                              purge_step=resume_step + 1 if resume_step else None)
@@ -58,6 +59,27 @@ class History:
   def close(self) -> None:
     if self.writer is not None:
       self.writer.close()
+
+
+def _read_lines(path: str) -> list[str]:
+  """The complete lines of metrics.jsonl; a last line cut short by a kill is dropped.
+
+  Any other line that is not a JSON object with a step is an error naming the file and line.
+  """
+  with open(path) as f:
+    lines = f.readlines()
+  if lines and not lines[-1].endswith("\n"):
+    logging.warning("%s: dropping a last line cut short (the run was killed while writing it): "
+                    "%r", path, lines[-1][:80])
+    lines.pop()
+  for number, line in enumerate(lines, start=1):
+    try:
+      if not isinstance(json.loads(line).get("step"), int):
+        raise ValueError("no integer 'step'")
+    except (ValueError, AttributeError) as e:
+      raise ValueError(f"{path}:{number}: not a metrics record ({e}): {line[:80]!r}; move the "
+                       "file away to resume without the old history") from e
+  return lines
 
 
 def _fmt(v: float) -> str:
