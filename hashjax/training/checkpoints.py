@@ -22,6 +22,7 @@ import shutil
 from absl import logging
 import grain
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 MANIFEST = "hashjax_manifest.json"
@@ -66,11 +67,15 @@ class Checkpoints:
     step, damaged = self.choose()
     if step is None and not damaged:
       return None
-    for bad, problem in damaged.items():
-      logging.warning("%s: checkpoint %d is damaged (%s); falling back to an older one, and "
-                      "moving it to %s", self.manager.directory, bad, problem,
-                      os.path.join(self.workdir, DAMAGED_DIR))
-      self._set_aside(bad)
+    if damaged:
+      _sync("hashjax: checkpoints verified")  # every process decides before any file moves
+      for bad, problem in damaged.items():
+        logging.warning("%s: checkpoint %d is damaged (%s); falling back to an older one, and "
+                        "moving it to %s", self.manager.directory, bad, problem,
+                        os.path.join(self.workdir, DAMAGED_DIR))
+        self._set_aside(bad)
+      _sync("hashjax: damaged checkpoints moved")
+      self.manager.reload()
     if step is None:
       raise CheckpointError(f"{self.manager.directory}: no intact checkpoint ("
                             + "; ".join(f"{s}: {p}" for s, p in damaged.items())
@@ -122,11 +127,15 @@ class Checkpoints:
       os.makedirs(os.path.dirname(target), exist_ok=True)
       shutil.rmtree(target, ignore_errors=True)
       shutil.move(self.step_dir(step), target)
-    self.manager.reload()
 
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def _abstract(tree):
