@@ -9,7 +9,8 @@ A dataset is a directory::
       word_vectors.npy     optional float32 [V, w]: a word vector per hashtag (open vocabulary)
       caption_vocab.txt    optional: caption token strings, line i is token id i
       users.npz            optional: per-user attributes (age, gender, ...) for probing
-      splits/{train,val,test}.npy   int64 global row numbers of each split
+      splits/{train,val,test}.npy   int64 global row numbers of each split: sorted, distinct,
+                           disjoint, each row in the file its `split` column names
       user_index.npz       user_ids, first_row, num_rows (users are contiguous row ranges)
       posts/00000/         shard 0: one .npy file per column (see COLUMNS)
       posts/00001/ ...

@@ -35,6 +35,7 @@ def test_temporal_split_puts_each_users_first_90_percent_in_train(temporal):
     assert (codes == 0).sum() == max(1, int(np.floor(0.9 * n)))
   assert temporal.metadata["provenance"]["preset"] == "tiny"
   assert len(temporal.metadata["shards"]) > 1
+  assert temporal.validate() == temporal.num_posts  # including the temporal scheme check
 
 
 def test_user_disjoint_split_gives_each_user_one_split(tmp_path):
@@ -42,6 +43,7 @@ def test_user_disjoint_split_gives_each_user_one_split(tmp_path):
   build.build_synthetic(directory, preset="tiny", seed=1, split_scheme="user_disjoint",
                                   log=None)
   ds = PostDataset(directory)
+  assert ds.validate() == ds.num_posts  # including the user_disjoint scheme check
   users = [set(ds.user_ids[ds.split_rows(s)].tolist()) for s in fmt.SPLITS]
   assert not (users[0] & users[1]) and not (users[0] & users[2]) and not (users[1] & users[2])
   num_users = len(np.unique(ds.user_ids))
