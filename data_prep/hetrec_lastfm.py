@@ -24,15 +24,28 @@ HetRec stands in for image posts; the "image" is the artist being tagged. The ma
   splits     = hashjax.data.splits.temporal_split per user (posts in time order) or
                hashjax.data.splits.user_disjoint_split over users indexed by sorted userID.
 
-Accounting (metadata build_report): `read` = tag-assignment lines; `written` = posts. Skips are
-counted in assignment lines, checked: read = assignments written + skips, except no_tags_left,
-which counts posts whose every assignment was already counted as rare_tag. Reasons, in the order
-they are tested: malformed_line, unknown_artist (not in artists.dat), artist_without_features
-(no listening data, or listening that projects to zero, e.g. an artist whose only listener
-listened to nothing else: such a user is an isolated axis outside the top ones), unknown_tag
-(not in tags.dat), duplicate_assignment, rare_tag. Implausible dates (before Last.fm's 2002
-launch or after the May 2011 release) are kept and counted in the provenance. Every bad line is
-logged or raised (--strict) with its file and line number.
+Accounting (metadata build_report, hashjax.data.format.BuildReport): one section per file, each
+with read = written + sum(skipped) by reason, checked when the dataset is written.
+  tags.dat (tag lines), artists.dat (artist lines), user_artists.dat (listening rows): written =
+    lines kept. Skipped: blank_line; malformed_line (wrong field count; an id, weight or date
+    field that is not ASCII digits within range; an empty tag; a carriage return inside the
+    line); duplicate_id (a tagID or artist id an earlier line had: the first line wins, so a
+    repeated id never renames a tag); duplicate_row (a (userID, artistID) pair an earlier
+    listening row had: the first row's weight is kept, never summed).
+  user_taggedartists.dat (assignment lines): written = assignments in written posts. Skipped, in
+    the order tested: blank_line, malformed_line (also 31 February etc.), unknown_artist (not in
+    artists.dat), artist_without_features (no listening data, or listening that projects to zero,
+    e.g. an artist whose only listener listened to nothing else: such a user is an isolated axis
+    outside the top ones), unknown_tag (not in tags.dat), duplicate_assignment (the same tag
+    string twice in one post), rare_tag (min_tag_count).
+  posts (the top level): read = posts formed by the assignments kept so far; written = posts
+    stored; skipped: no_tags_left (every tag of the post was rare; its lines are rare_tag).
+A line skipped while reading (malformed_line, duplicate_id, duplicate_row) is logged with its
+file and line number (the first few per file) or, with --strict, raised as RawDataError; blank
+lines and the later reasons are counted only. Lines end with LF or CRLF; a file
+with CR-only line endings is refused (hashjax.data.text_tables has the rules shared by
+converters). Implausible dates (before Last.fm's 2002 launch or after the May 2011 release) are
+kept and counted in the provenance. A failed conversion leaves nothing at --out.
 """
 
 import datetime
@@ -41,81 +54,93 @@ import itertools
 import os
 import time
 from collections import Counter, defaultdict
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse
 from absl import app, flags
 
-from hashjax.data import format as fmt, splits
+from hashjax.data import format as fmt, splits, text_tables
+from hashjax.data.text_tables import RawDataError, check_fields, parse_int
 from hashjax.data.writer import DatasetWriter
 
 TAGGED, TAGS, ARTISTS, LISTENING = ("user_taggedartists.dat", "tags.dat", "artists.dat",
                                     "user_artists.dat")
 RAW_FILES = (TAGGED, TAGS, ARTISTS, LISTENING)
+COLUMNS = {TAGGED: ("userID", "artistID", "tagID", "day", "month", "year"),
+           TAGS: ("tagID", "tagValue"), ARTISTS: ("id", "name", "url", "pictureURL"),
+           LISTENING: ("userID", "artistID", "weight")}
+UNITS = {TAGGED: "assignment lines", TAGS: "tag lines", ARTISTS: "artist lines",
+         LISTENING: "listening rows"}  # the BuildReport section of each file
 PLAUSIBLE_DATES = (datetime.date(2002, 1, 1), datetime.date(2011, 5, 31))
 _EPOCH = datetime.date(1970, 1, 1).toordinal()
-_MAX_LOGGED = 5  # bad lines logged per file; all of them are counted
+
+__all__ = ["RawDataError", "convert", "read_tags", "read_artists", "read_listening",
+           "read_assignments", "artist_features"]
 
 
-class RawDataError(ValueError):
-  """A raw HetRec file cannot be read as documented; the message names file and line."""
+def _table(path: str, name: str, report: fmt.BuildReport, strict: bool, log) -> text_tables.Table:
+  return text_tables.Table(path, report.section(name, UNITS[name]), columns=COLUMNS[name],
+                           encoding="latin-1" if name == TAGS else "utf-8", strict=strict, log=log)
 
 
-def _read_table(path: str, encoding: str, columns: tuple[str, ...], parse: Callable, *,
-                strict: bool, bad: Counter, log) -> list[tuple[int, Any]]:
-  """[(line number, parse(fields))] for the data lines of a tab-separated file with a header.
-
-  Accepts LF and CRLF. A line `parse` rejects (ValueError) raises RawDataError if strict, else is
-  counted in bad[file name] and logged (the first few). Blank lines are not records: ignored.
-  """
-  name = os.path.basename(path)
-  # Split on "\n" only: str.splitlines would also break latin-1 tags containing "\x85". Bytes
-  # that are not valid UTF-8 become U+FFFD, so a number holding one fails with its line number.
-  with open(path, encoding=encoding, errors="replace", newline="") as f:
-    lines = f.read().split("\n")
-  header = lines[0].rstrip("\r").lstrip("\ufeff").split("\t")
-  if tuple(header) != columns:
-    raise RawDataError(f"{path}:1: header {header}, expected {list(columns)}")
-  rows = []
-  for number, line in enumerate(lines[1:], start=2):
-    line = line[:-1] if line.endswith("\r") else line
-    if not line.strip():
-      continue
-    try:
-      rows.append((number, parse(line.split("\t"))))
-    except ValueError as e:
-      message = f"{path}:{number}: malformed line {line!r}: {e}"
-      if strict:
-        raise RawDataError(message + " (drop --strict to skip and count such lines)") from e
-      bad[name] += 1
-      if log and bad[name] <= _MAX_LOGGED:
-        log(f"skipping {message}")
-  return rows
-
-
-def _ints(fields: list[str], count: int) -> list[int]:
-  if len(fields) != count:
-    raise ValueError(f"{len(fields)} fields, expected {count}")
-  return [int(x) for x in fields]
+def _id(text: str, what: str) -> int:
+  return parse_int(text, what, minimum=0)
 
 
 def _parse_tag(fields):
-  if len(fields) != 2 or "\r" in fields[1]:
-    raise ValueError(f"expected tagID<TAB>tagValue without line breaks, got {len(fields)} fields")
-  return int(fields[0]), fields[1]
+  check_fields(fields, 2)
+  if not fields[1]:
+    raise ValueError("empty tagValue")
+  return _id(fields[0], "tagID"), fields[1]
+
+
+def _parse_artist(fields):
+  check_fields(fields, 4, at_least=True)  # only the id is used: a name with a tab loses nothing
+  return _id(fields[0], "id")
 
 
 def _parse_listening(fields):
-  user, artist, weight = _ints(fields, 3)
-  if weight < 0:
-    raise ValueError(f"negative listening weight {weight}")
-  return user, artist, weight
+  check_fields(fields, 3)
+  return _id(fields[0], "userID"), _id(fields[1], "artistID"), _id(fields[2], "weight")
 
 
 def _parse_assignment(fields):
-  user, artist, tag, day, month, year = _ints(fields, 6)
-  return user, artist, tag, datetime.date(year, month, day)  # ValueError for 31/2 etc.
+  check_fields(fields, 6)
+  user, artist, tag = (_id(x, what) for x, what in zip(fields[:3], COLUMNS[TAGGED]))
+  # Bounded so that date() fails with ValueError (31/2, year 0), never with OverflowError.
+  day, month, year = (parse_int(x, what, minimum=0, maximum=9999)
+                      for x, what in zip(fields[3:], COLUMNS[TAGGED][3:]))
+  return user, artist, tag, datetime.date(year, month, day)
+
+
+def read_tags(path: str, report: fmt.BuildReport, *, strict: bool = False,
+              log=None) -> dict[int, str]:
+  """{tagID: tag string} of tags.dat (latin-1); a repeated tagID keeps its first line."""
+  rows = _table(path, TAGS, report, strict, log).read(_parse_tag, key=lambda row: row[0])
+  return dict(row for _, row in rows)
+
+
+def read_artists(path: str, report: fmt.BuildReport, *, strict: bool = False,
+                 log=None) -> set[int]:
+  """The artist ids of artists.dat; a repeated id is skipped (duplicate_id)."""
+  return {a for _, a in _table(path, ARTISTS, report, strict, log).read(_parse_artist,
+                                                                          key=lambda a: a)}
+
+
+def read_listening(path: str, report: fmt.BuildReport, *, strict: bool = False,
+                   log=None) -> np.ndarray:
+  """int64 [L, 3] (userID, artistID, weight) of user_artists.dat; a repeated (user, artist)
+  pair keeps its first row (duplicate_row), so no weight is summed behind the report's back."""
+  rows = _table(path, LISTENING, report, strict, log).read(
+      _parse_listening, key=lambda row: row[:2], duplicate_reason="duplicate_row")
+  return np.array([row for _, row in rows], np.int64).reshape(-1, 3)
+
+
+def read_assignments(path: str, report: fmt.BuildReport, *, strict: bool = False,
+                     log=None) -> list[tuple[int, tuple]]:
+  """[(line number, (userID, artistID, tagID, date))] of user_taggedartists.dat."""
+  return _table(path, TAGGED, report, strict, log).read(_parse_assignment)
 
 
 def artist_features(listening: np.ndarray, feature_dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,54 +176,44 @@ def _sha256(path: str) -> str:
     return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _group_posts(assignments, known_artists, feature_row, tag_names, report):
+def _group_posts(assignments, known_artists, feature_row, tag_names, lines: fmt.ReportSection):
   """{(user, date, artist): {tag string: first line}}, counting every assignment it drops."""
   posts: dict[tuple, dict[str, int]] = defaultdict(dict)
   for number, (user, artist, tag, date) in assignments:
     if artist not in known_artists:
-      report.skip("unknown_artist")
+      lines.drop("unknown_artist")
     elif artist not in feature_row:
-      report.skip("artist_without_features")
+      lines.drop("artist_without_features")
     elif tag not in tag_names:
-      report.skip("unknown_tag")
+      lines.drop("unknown_tag")
     elif tag_names[tag] in posts[(user, date, artist)]:
-      report.skip("duplicate_assignment")  # same tag (string) twice in one post
+      lines.drop("duplicate_assignment")  # same tag (string) twice in one post
     else:
       posts[(user, date, artist)][tag_names[tag]] = number
   return {key: tags for key, tags in posts.items() if tags}
 
 
-def _drop_rare_tags(posts, min_tag_count: int, report) -> dict:
+def _drop_rare_tags(posts, min_tag_count: int, lines: fmt.ReportSection,
+                    report: fmt.BuildReport) -> dict:
+  """The posts without tags used fewer than min_tag_count times; a post left empty is skipped."""
   total = Counter(t for tags in posts.values() for t in tags)
   kept = {}
   for key, tags in posts.items():
     left = {t: n for t, n in tags.items() if total[t] >= min_tag_count}
-    if len(left) < len(tags):  # (+= 0 on a Counter would still list the reason)
-      report.skipped["rare_tag"] += len(tags) - len(left)
+    lines.drop("rare_tag", len(tags) - len(left))
     if left:
       kept[key] = left
     else:
-      report.skip("no_tags_left")
+      report.skip("no_tags_left")  # a post, not a line: its lines are rare_tag above
   return kept
 
 
 def _read_raw(paths: dict[str, str], strict: bool, log, report: fmt.BuildReport):
-  """(tag names by id, known artist ids, listening [L, 3], assignments, bad lines per file)."""
-  bad = Counter()
-  read = lambda name, enc, cols, parse: _read_table(paths[name], enc, cols, parse, strict=strict,
-                                                    bad=bad, log=log)
-  tag_names = dict(v for _, v in read(TAGS, "latin-1", ("tagID", "tagValue"), _parse_tag))
-  # Only the id of artists.dat is used, so a name with a tab or bad UTF-8 loses nothing.
-  artists = {v for _, v in read(ARTISTS, "utf-8", ("id", "name", "url", "pictureURL"),
-                                lambda f: int(f[0]))}
-  listening = np.array([v for _, v in read(LISTENING, "utf-8", ("userID", "artistID", "weight"),
-                                           _parse_listening)], np.int64).reshape(-1, 3)
-  assignments = read(TAGGED, "utf-8", ("userID", "artistID", "tagID", "day", "month", "year"),
-                     _parse_assignment)
-  report.read = len(assignments) + bad[TAGGED]
-  if bad[TAGGED]:
-    report.skipped["malformed_line"] += bad[TAGGED]
-  return tag_names, artists, listening, assignments, bad
+  """(tag names by id, known artist ids, listening [L, 3], assignments), counted in `report`."""
+  kw = dict(strict=strict, log=log)
+  return (read_tags(paths[TAGS], report, **kw), read_artists(paths[ARTISTS], report, **kw),
+          read_listening(paths[LISTENING], report, **kw),
+          read_assignments(paths[TAGGED], report, **kw))
 
 
 def _write_posts(writer: DatasetWriter, posts: dict, vocab: list[str], features: np.ndarray,
@@ -242,7 +257,7 @@ def _provenance(raw_dir, paths, settings, statistics) -> dict[str, Any]:
                   "artist x user listening matrix (all users; no tags), positive and negative "
                   "parts, L2-normalised",
       "vocabulary": "tags.dat strings (latin-1) occurring in written posts",
-      "skip_units": "assignment lines, except no_tags_left (posts)"}
+      "build_report": "posts at the top level; each raw file under sections, in its own unit"}
   return {"source": "HetRec 2011 Last.fm-2k", "raw_dir": os.path.abspath(raw_dir),
           "files": files, "converter": "data_prep.hetrec_lastfm", "mapping": mapping,
           "settings": settings, "statistics": statistics}
@@ -263,45 +278,49 @@ def convert(raw_dir: str, out_dir: str, *, split_scheme: str = "temporal", featu
     if not os.path.isfile(path):
       raise FileNotFoundError(f"{path}: missing; --raw must be the hetrec2011-lastfm-2k directory")
   report = fmt.BuildReport()
-  tag_names, artists, listening, assignments, bad = _read_raw(paths, strict, log, report)
+  tag_names, artists, listening, assignments = _read_raw(paths, strict, log, report)
   feature_ids, features = artist_features(listening, feature_dim)
   feature_row = {int(a): i for i, a in enumerate(feature_ids) if np.isfinite(features[i]).all()}
-  posts = _group_posts(assignments, artists, feature_row, tag_names, report)
-  posts = _drop_rare_tags(posts, min_tag_count, report)
+  lines = report.sections[TAGGED]
+  posts = _group_posts(assignments, artists, feature_row, tag_names, lines)
+  report.read = len(posts)
+  posts = _drop_rare_tags(posts, min_tag_count, lines, report)
   if not posts:
     raise fmt.DatasetError(f"{raw_dir}: no post survived conversion ({report.summary()})")
-  written = sum(len(tags) for tags in posts.values())
-  if report.read != written + sum(v for k, v in report.skipped.items() if k != "no_tags_left"):
-    raise RuntimeError(f"assignment accounting is off: {report.as_dict()}")  # a converter bug
+  if lines.written != sum(len(tags) for tags in posts.values()):  # a converter bug
+    raise RuntimeError(f"assignment accounting is off: {report.as_dict()}")
 
   # Vocabulary in tags.dat order (the writer renumbers by training frequency; ties keep it).
   first_id = {}
   for tag_id, name in sorted(tag_names.items()):
     first_id.setdefault(name, tag_id)
   vocab = sorted({t for tags in posts.values() for t in tags}, key=first_id.__getitem__)
-  writer = DatasetWriter(out_dir, feature_dim=feature_dim, num_tags=len(vocab),
-                         split_scheme=split_scheme, posts_per_shard=posts_per_shard,
-                         overwrite=overwrite)
-  implausible = _write_posts(writer, posts, vocab, features, feature_row, split_scheme, seed,
-                             paths[TAGGED])
   dates = [d for _, d, _ in posts]
-  statistics = {
-      "assignments_written": written, "malformed_lines_per_file": dict(bad),
-      "artists_with_features": len(feature_row), "date_range": [str(min(dates)), str(max(dates))],
-      "implausible_dates": {
-          "rule": f"outside [{PLAUSIBLE_DATES[0]}, {PLAUSIBLE_DATES[1]}]; kept",
-          "posts": sum(implausible.values()),
-          "posts_per_year": {str(y): c for y, c in sorted(implausible.items())}}}
   settings = {"split_scheme": split_scheme, "feature_dim": feature_dim, "seed": seed,
               "min_tag_count": min_tag_count, "strict": strict}
-  writer.finalize(vocab=vocab, provenance=_provenance(raw_dir, paths, settings, statistics),
-                  report=report)
-  # The artist ("image") of each row, in row order: posts of one artist show the same picture.
-  np.save(os.path.join(out_dir, "artist_ids.npy"), np.array([a for _, _, a in sorted(posts)]))
+  # Staged in out_dir.partial and moved to out_dir only when the block completes: a conversion
+  # that fails (or is interrupted) leaves nothing at out_dir (and an old dataset in place).
+  with DatasetWriter(out_dir, feature_dim=feature_dim, num_tags=len(vocab),
+                     split_scheme=split_scheme, posts_per_shard=posts_per_shard,
+                     overwrite=overwrite) as writer:
+    implausible = _write_posts(writer, posts, vocab, features, feature_row, split_scheme, seed,
+                               paths[TAGGED])
+    statistics = {
+        "artists_with_features": len(feature_row),
+        "date_range": [str(min(dates)), str(max(dates))],
+        "implausible_dates": {
+            "rule": f"outside [{PLAUSIBLE_DATES[0]}, {PLAUSIBLE_DATES[1]}]; kept",
+            "posts": sum(implausible.values()),
+            "posts_per_year": {str(y): c for y, c in sorted(implausible.items())}}}
+    writer.finalize(vocab=vocab, provenance=_provenance(raw_dir, paths, settings, statistics),
+                    report=report)  # checks the report's accounting
+    # The artist ("image") of each row, in row order: posts of one artist show the same picture.
+    np.save(os.path.join(writer.directory, "artist_ids.npy"),
+            np.array([a for _, _, a in sorted(posts)]))
   if log:
     log(f"built {out_dir} in {time.time() - start:.1f}s: {report.summary()}; "
         f"{len({u for u, _, _ in posts})} users, {len(vocab)} tags, "
-        f"{written / len(posts):.3f} tags per post")
+        f"{lines.written / len(posts):.3f} tags per post")
   return fmt.read_metadata(out_dir)
 
 
@@ -314,7 +333,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("feature_dim", 64, "Artist feature dimension (even).")
   flags.DEFINE_integer("min_tag_count", 1, "Drop tags used fewer times in total (all splits).")
   flags.DEFINE_integer("seed", 0, "Seed of the user-disjoint split.")
-  flags.DEFINE_bool("strict", False, "Stop at the first malformed line instead of counting it.")
+  flags.DEFINE_bool("strict", False, "Stop at the first malformed or duplicate line instead of "
+                    "counting it.")
   flags.DEFINE_bool("overwrite", False, "Replace an existing directory.")
 
 

@@ -78,22 +78,103 @@ def shard_columns(has_captions: bool) -> tuple[str, ...]:
 
 
 @dataclasses.dataclass
-class BuildReport:
-  """What a converter did with its input: nothing may be dropped without a count and a reason."""
+class ReportSection:
+  """The counts of one kind of record, in `unit`s: read = written + sum(skipped) when done.
+
+  `written` is what was passed on (posts stored; for an input file, lines kept). A record dropped
+  after it was passed on moves from written to skipped (`drop`), so the identity never breaks.
+  """
+  unit: str
   read: int = 0
   written: int = 0
   skipped: Counter = dataclasses.field(default_factory=Counter)
 
-  def skip(self, reason: str) -> None:
-    self.skipped[reason] += 1
+  def skip(self, reason: str, count: int = 1) -> None:
+    """`count` records read and not passed on, for `reason`."""
+    if count:  # (+= 0 on a Counter would list a reason with no records)
+      self.skipped[reason] += count
+
+  def drop(self, reason: str, count: int = 1) -> None:
+    """`count` records already counted as written are dropped after all, for `reason`."""
+    self.written -= count
+    self.skip(reason, count)
+
+  def problem(self) -> str | None:
+    """Why the counts are inconsistent, or None."""
+    counts = [self.read, self.written, *self.skipped.values()]
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
+      return f"counts must be integers >= 0: {self.as_dict()}"
+    if self.read != self.written + sum(self.skipped.values()):
+      return (f"read {self.read} != written {self.written} + skipped "
+              f"{sum(self.skipped.values())} {dict(self.skipped)}")
+    return None
 
   def as_dict(self) -> dict[str, Any]:
-    return {"read": self.read, "written": self.written, "skipped": dict(self.skipped)}
+    return {"unit": self.unit, "read": self.read, "written": self.written,
+            "skipped": dict(self.skipped)}
 
   def summary(self) -> str:
     skipped = ", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "none"
-    return (f"records read {self.read}, written {self.written}, "
+    return (f"{self.unit} read {self.read}, written {self.written}, "
             f"skipped {sum(self.skipped.values())} ({skipped})")
+
+
+@dataclasses.dataclass
+class BuildReport(ReportSection):
+  """What a converter did with its input: nothing may be dropped without a count and a reason.
+
+  The report itself counts posts: read = posts the converter formed, written = posts the
+  DatasetWriter stored (set at finalize), skipped = posts dropped, by reason. `sections` count the
+  records of each input (one per file or record kind, e.g. "user_taggedartists.dat" in
+  "assignment lines"): read = records read, written = records passed on, skipped by reason. Every
+  section and the posts satisfy read = written + sum(skipped); `check` (run by the writer's
+  finalize, before metadata.json is written) raises RuntimeError, a converter bug, if one does
+  not. metadata.json holds `as_dict()`: the posts' unit/read/written/skipped at the top level,
+  the inputs under "sections".
+  """
+  unit: str = "posts"
+  sections: dict[str, ReportSection] = dataclasses.field(default_factory=dict)
+
+  def section(self, name: str, unit: str) -> ReportSection:
+    """The section of input `name` counted in `unit`s, created empty the first time."""
+    section = self.sections.setdefault(name, ReportSection(unit))
+    if section.unit != unit:
+      raise ValueError(f"report section {name!r} counts {section.unit}, not {unit}")
+    return section
+
+  def record_written(self, posts: int) -> None:
+    """The writer's count of stored posts (at finalize); then `check`.
+
+    A report that counted nothing (the writer's own, when the caller passes none) has read what
+    was written: it vouches for no input.
+    """
+    if not (self.read or self.skipped or self.sections):
+      self.read = posts
+    self.written = posts
+    self.check()
+
+  def check(self) -> None:
+    problems = [f"posts: {p}" for p in [self.problem()] if p]
+    problems += [f"{name} ({s.unit}): {p}" for name, s in self.sections.items()
+                 if (p := s.problem())]
+    if problems:
+      raise RuntimeError("build report accounting is off (a converter bug): " + "; ".join(problems))
+
+  def as_dict(self) -> dict[str, Any]:
+    return {**super().as_dict(),
+            "sections": {name: s.as_dict() for name, s in self.sections.items()}}
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "BuildReport":
+    """The report of a metadata.json `build_report` (`check` it to verify a stored dataset)."""
+    section = lambda s: dict(read=s["read"], written=s["written"], skipped=Counter(s["skipped"]))
+    return cls(unit=d.get("unit", "posts"), **section(d),
+               sections={name: ReportSection(s["unit"], **section(s))
+                         for name, s in d.get("sections", {}).items()})
+
+  def summary(self) -> str:
+    return "; ".join([super().summary()] + [f"{name}: {s.summary()}"
+                                            for name, s in self.sections.items()])
 
 
 def read_metadata(directory: str) -> dict[str, Any]:

@@ -322,7 +322,7 @@ class DatasetWriter:
     if users is not None:
       np.savez(os.path.join(d, fmt.USERS_FILE), **users)
     report = report or fmt.BuildReport()
-    report.written = int(self._split_counts.sum())
+    report.record_written(int(self._split_counts.sum()))  # and checks the accounting
     fmt.write_metadata(d, self._metadata(word_vectors, provenance, report))
     self._finalized = True
     if not self._in_with_block:
