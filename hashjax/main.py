@@ -2,18 +2,22 @@ r"""hashjax's entry point: flags in, one job out (flax/examples style).
 
   python -m hashjax.main --config=experiments/baselines.py --workdir=runs/baselines
 
+Many processes or hosts (the same command on each; hashjax/training/distributed.py):
+
+  python -m hashjax.main --config=... --workdir=W --coordinator_address=HOST0:1234 \
+      --num_processes=2 --process_id=0   # and --process_id=1 on the other one
+
+Inside an srun step, an Open MPI job or on a Cloud TPU VM the three values are detected.
 The config file's docstring lists its variants. Logic lives in importable modules; this file only
 parses flags, joins the multi-host runtime when there is one, and dispatches.
 """
-
-import os
 
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
 from hashjax.tools import reference_job
-from hashjax.training import trainer
+from hashjax.training import distributed, trainer
 
 
 class _QuietOrbax(logging.logging.Filter):
@@ -31,18 +35,31 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Where results and checkpoints go.", required=True)
   config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
   flags.mark_flags_as_required(["config"])
+  flags.DEFINE_enum("distributed", "auto", list(distributed.MODES),
+                    "Join jax.distributed: auto = when the three flags below are given or a "
+                    "SLURM step, Open MPI job or Cloud TPU VM is detected; on = always; off = "
+                    "never (one process).")
+  flags.DEFINE_string("coordinator_address", None,
+                      "HOST:PORT of process 0, the same on every process (jax.distributed).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes in the job.")
+  flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if "JAX_COORDINATOR_ADDRESS" in os.environ or "SLURM_JOB_ID" in os.environ:
-    jax.distributed.initialize()  # the multi-host runtime; a no-op setup on one machine
+  f = flags.FLAGS
+  request = distributed.Request(f.distributed, f.coordinator_address, f.num_processes,
+                                f.process_id)
+  try:
+    how = distributed.initialize(request)  # before anything touches a JAX backend
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
   logging.get_absl_handler().addFilter(_QuietOrbax())
-  config = flags.FLAGS.config
-  logging.info("hashjax: process %d/%d, %d local devices", jax.process_index(),
-               jax.process_count(), jax.local_device_count())
-  JOBS[config.job](config, flags.FLAGS.workdir)
+  config = f.config
+  logging.info("hashjax: %s; process %d/%d, %d local of %d devices", how, jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+  JOBS[config.job](config, f.workdir)
 
 
 if __name__ == "__main__":

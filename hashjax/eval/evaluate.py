@@ -4,11 +4,19 @@ A *scorer* is anything with a `name`, the batch `fields` it reads and
 `scores(batch, tag_start, tag_stop) -> [B, tag_stop - tag_start]` (baselines, oracles). A
 trained two-tower model is evaluated through `TwoTowerScorer`, whose top-k runs on the jitted
 two-tower path instead (queries against the tag table in chunks).
+
+Many processes (jax.distributed): each process scores a contiguous slice of the split's rows
+(pipeline.eval_batches' process slices), and `predict_top_k` gathers the slices back in process
+order, so every process returns every row in the one-process order and computes the same
+metrics as one process would, exactly. Every process must call it (the gather is collective).
+A trained model's replicated variables are evaluated on a local copy, so the slices need not
+have the same number of batches.
 """
 
 from typing import Any, Iterable, Protocol, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from hashjax.data import pipeline, tag_distribution
@@ -32,7 +40,7 @@ class TwoTowerScorer:
   """
 
   def __init__(self, name: str, model, variables, *, seq_len: int = 0, context_len: int = 0):
-    self.name, self.model, self.variables = name, model, variables
+    self.name, self.model, self.variables = name, model, local_copy(variables)
     self.fields = tuple(model.inputs)
     self.sequence = (seq_len, context_len) if model.layout == "sequences" else None
     if self.sequence and seq_len < 1:
@@ -46,16 +54,33 @@ class TwoTowerScorer:
   def tag_table(self) -> jax.Array:
     return self.model.tags(self.variables)
 
-  def batches(self, dataset: PostDataset, split: str, batch_size: int):
-    """The evaluation batches this model reads, in one process's order."""
+  def batches(self, dataset: PostDataset, split: str, batch_size: int,
+              process_index: int = 0, process_count: int = 1):
+    """The evaluation batches this model reads: the given process's slice of the split."""
     if self.sequence:
       seq_len, context_len = self.sequence
       return pipeline.eval_sequence_batches(
           dataset, split, batch_size=max(1, batch_size // (seq_len + context_len)),
-          seq_len=seq_len, context_len=context_len, fields=self.fields, process_index=0,
-          process_count=1)
+          seq_len=seq_len, context_len=context_len, fields=self.fields,
+          process_index=process_index, process_count=process_count)
     return pipeline.eval_batches(dataset, split, batch_size=batch_size, fields=self.fields,
-                                 process_index=0, process_count=1)
+                                 process_index=process_index, process_count=process_count)
+
+
+def local_copy(variables):
+  """Variables replicated over several processes' devices -> this process's copy.
+
+  A jitted function of arrays that span other processes is a collective program every process
+  must run in step; evaluation runs a different number of batches per process, so it uses the
+  local copy. Arrays of this process only (one process, any number of devices) are unchanged.
+  """
+  def local(x):
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+      return x
+    if not x.is_fully_replicated:
+      raise ValueError(f"evaluation needs replicated variables; got one sharded as {x.sharding}")
+    return x.addressable_data(0)
+  return jax.tree.map(local, variables)
 
 
 def predict_top_k(scorer, dataset: PostDataset, split: str, *, k: int = 10,
@@ -66,13 +91,15 @@ def predict_top_k(scorer, dataset: PostDataset, split: str, *, k: int = 10,
   Memory is bounded by batch_size x tag_chunk scores, whatever the split and vocabulary size.
   `keep` (tag_distribution.keep_probabilities) evaluates on the balanced version of the data;
   posts left without hashtags are skipped. Returns pred_ids [N, k], true_ids / true_mask
-  [N, T] and rows [N] (the dataset rows, in evaluation order).
+  [N, T] and rows [N] (the dataset rows, in evaluation order), the same on every process: with
+  several processes each scores its slice of the split and the slices are gathered.
   """
+  index, count = jax.process_index(), jax.process_count()
   two_tower = isinstance(scorer, TwoTowerScorer)
   table = scorer.tag_table() if two_tower else None
-  batches = (scorer.batches(dataset, split, batch_size) if two_tower else
+  batches = (scorer.batches(dataset, split, batch_size, index, count) if two_tower else
              pipeline.eval_batches(dataset, split, batch_size=batch_size, fields=scorer.fields,
-                                   process_index=0, process_count=1))
+                                   process_index=index, process_count=count))
   out = {"pred_ids": [], "true_ids": [], "true_mask": [], "rows": []}
   for batch in batches:
     batch = tag_distribution.apply(batch, keep)
@@ -90,9 +117,43 @@ def predict_top_k(scorer, dataset: PostDataset, split: str, *, k: int = 10,
     out["true_ids"].append(batch["tag_ids"].reshape(-1, num_slots)[valid])
     out["true_mask"].append(batch["tag_mask"].reshape(-1, num_slots)[valid])
     out["rows"].append(batch["row"].reshape(-1)[valid])
-  if not sum(len(p) for p in out["pred_ids"]):
+  out = {key: np.concatenate(parts) if parts else None for key, parts in out.items()}
+  if count > 1:
+    out = _gather_processes(out)
+  if out["pred_ids"] is None or not len(out["pred_ids"]):
     raise ValueError(f"split {split!r} of {dataset.directory} has no posts with hashtags")
-  return {key: np.concatenate(parts) for key, parts in out.items()}
+  return out
+
+
+def _gather_processes(out: dict) -> dict:
+  """Every process's rows, concatenated in process order (the one-process order).
+
+  Two collectives: the slices' shapes, then the slices packed in one int32 array padded to the
+  longest. A process with no rows (a split smaller than the process count) sends none.
+  """
+  shape = ((0, 0, 0) if out["pred_ids"] is None else
+           (len(out["pred_ids"]), out["pred_ids"].shape[1], out["true_ids"].shape[1]))
+  shapes = multihost_utils.process_allgather(np.asarray(shape, np.int32))
+  widths = {(int(k), int(t)) for n, k, t in shapes if n}
+  if len(widths) > 1:
+    raise ValueError(f"processes disagree on the top-k / ground-truth widths: {sorted(widths)}")
+  if not widths:
+    return {key: None for key in out}
+  k, t = widths.pop()
+  longest = int(shapes[:, 0].max())
+  packed = np.zeros((longest, k + 2 * t + 1), np.int32)
+  if shape[0]:
+    packed[:shape[0]] = np.concatenate(
+        [out["pred_ids"], out["true_ids"], out["true_mask"], out["rows"][:, None]],
+        axis=1).astype(np.int32)
+  gathered = multihost_utils.process_allgather(packed)  # [processes, longest, columns]
+  rows = np.concatenate([part[:n] for part, n in zip(gathered, shapes[:, 0])])
+  dtypes = {key: (value.dtype if value is not None else np.int64 if key == "rows" else np.int32)
+            for key, value in out.items()}
+  return {"pred_ids": rows[:, :k].astype(dtypes["pred_ids"]),
+          "true_ids": rows[:, k:k + t].astype(dtypes["true_ids"]),
+          "true_mask": rows[:, k + t:k + 2 * t].astype(bool),
+          "rows": rows[:, -1].astype(dtypes["rows"])}
 
 
 def evaluate_scorers(scorers: Iterable[Scorer], dataset: PostDataset, split: str = "test", *,

@@ -3,6 +3,8 @@
 `write_run_report` puts a model's test metrics next to the reference rows (frequency
 baselines, and on synthetic data the oracle) as report.md and metrics.json. Descriptive columns
 (Denton's d and K, a classifier's hidden sizes) come from the model (`report_columns`).
+With several processes every one evaluates its slice (the reference rows too) and only
+process 0 writes and prints.
 """
 
 import json
@@ -91,14 +93,14 @@ def write_run_report(workdir: str, config, dataset: PostDataset, name: str, test
           f"Dataset {sources.describe_dataset(dataset)}. Parameters of step {selected_step} of "
           f"{config.train_steps}, the best on validation {config.plateau_metric}. "
           f"{_oracle_sentence(results, name, config.data.dist)}\n\n{table}\n")
-  if jax.process_index() == 0:
+  if jax.process_index() == 0:  # every process has the same results (evaluate gathers them)
     write_json(os.path.join(workdir, "metrics.json"),
                {"model": name, "columns": columns, "test": test, "results": results,
                 "selected_step": selected_step, "config": config.to_dict(),
                 "dataset": dataset.directory})
     with open(os.path.join(workdir, "report.md"), "w") as f:
       f.write(text)
-  print(text)
+    print(text)
   return results
 
 
