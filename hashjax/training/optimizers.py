@@ -19,6 +19,7 @@ so the constant-rate SGD of Denton et al. is exactly optax.sgd.
 from absl import logging
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 OPTIMIZERS = {
@@ -92,7 +93,8 @@ def make_optimizer(config, params) -> optax.GradientTransformation:
 def set_learning_rate(opt_state, learning_rate: float):
   """The optimizer state with its injected base x plateau rate set to `learning_rate`."""
   current = optax.tree_utils.tree_get(opt_state, "learning_rate")
-  value = jax.device_put(jnp.asarray(learning_rate, jnp.float32), current.sharding)
+  value = jax.device_put(np.asarray(learning_rate, np.float32), current.sharding)  # host value:
+  # a jax.Array put on a multi-process sharding is broken in jax 0.10.2
   return optax.tree_utils.tree_set(opt_state, learning_rate=value)
 
 

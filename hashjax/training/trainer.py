@@ -186,9 +186,9 @@ def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> di
   mesh = make_mesh(config.num_devices)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-  if config.batch_size % (mesh.size * jax.process_count()):
-    raise ValueError(f"batch_size {config.batch_size} must divide evenly over {mesh.size} "
-                     "devices")
+  if config.batch_size % mesh.size:  # mesh.size counts every process's devices
+    raise ValueError(f"batch_size {config.batch_size} must divide evenly over the {mesh.size} "
+                     f"devices ({jax.process_count()} processes)")
 
   init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))  # raw keys checkpoint
   variables = model.init(init_key, dataset.spec)
@@ -197,8 +197,10 @@ def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> di
   params = variables["params"]
   model_state = {k: v for k, v in variables.items() if k != "params"}
   tx = optimizers.make_optimizer(config, params)
-  state = jax.device_put(TrainState(jnp.zeros((), jnp.int32), params, model_state,
-                                    tx.init(params), state_key), replicated)
+  # From host numpy: jax 0.10.2 builds a broken array when device_put gets a jax.Array and a
+  # sharding that spans processes.
+  state = jax.device_put(jax.device_get(TrainState(jnp.zeros((), jnp.int32), params, model_state,
+                                                   tx.init(params), state_key)), replicated)
   fields = batch_fields(model, objective)
   train_iter = _train_iterator(dataset, model, config, fields)
   # "best" drives the plateau rule (improvement by min_delta); "selected_*" is the strict best
