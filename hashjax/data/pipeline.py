@@ -1,8 +1,11 @@
 """grain input pipelines over a PostDataset.
 
-Training: a seeded global shuffle of the split's rows (a new permutation every epoch), this
-process's slice of it (`process_index::process_count`, so hosts see disjoint examples of the same
-global order), batches of row numbers, and one vectorised `PostDataset.read` per batch. Reading a
+Training: a seeded global shuffle of the split's rows (a new permutation every epoch), global
+batches of row numbers of which each process reads its block (process i the i-th batch_size
+rows, so hosts see disjoint examples and the global batch of a step holds the same examples in
+the same order whatever the process count: losses that draw by batch position, like WARP's
+negatives, train the same parameters on one process or many), and one vectorised
+`PostDataset.read` per batch. Reading a
 whole batch at once (one sorted fancy-index per shard) is what makes the pipeline fast: per-record
 reads pay Python overhead per post (see benchmarks/pipeline_benchmark.py for both numbers).
 
@@ -55,14 +58,14 @@ def _process(process_index, process_count) -> tuple[int, int]:
 def _batched_iter(items: int, read, *, batch_size: int, seed: int, num_epochs, shuffle: bool,
                   process_index: int, process_count: int, num_threads: int,
                   prefetch: int) -> grain.IterDataset:
-  """Seeded global shuffle of range(items), this process's slice, batches, one read per batch."""
+  """Seeded global shuffle of range(items), global batches, this process's block of each read."""
   positions = grain.MapDataset.range(items)
   if shuffle:
     positions = positions.shuffle(seed=seed)
   positions = positions.repeat(num_epochs)  # grain reseeds the shuffle every epoch
-  positions = positions[process_index::process_count]
-  batches = positions.batch(batch_size, drop_remainder=True, batch_fn=np.asarray)
-  return batches.map(read).to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+  batches = positions.batch(batch_size * process_count, drop_remainder=True, batch_fn=np.asarray)
+  start = process_index * batch_size
+  return batches.map(lambda b: read(b[start:start + batch_size])).to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
                                                              prefetch_buffer_size=prefetch))
 
 

@@ -94,17 +94,19 @@ class Checkpoints:
     (orbax commits a checkpoint atomically, so it is complete), with a warning.
     """
     steps = sorted(self.manager.all_steps(), reverse=True)
-    problems = {step: verify(self.step_dir(step)) for step in steps}
-    verified = [s for s in steps if problems[s] is None]
-    if verified:
-      return verified[0], {s: problems[s] for s in steps if s > verified[0]}
-    unverified = [s for s in steps if problems[s] == "no manifest"]
+    damaged = {}
+    for step in steps:  # newest first: older checkpoints need no hashing once one verifies
+      problem = verify(self.step_dir(step))
+      if problem is None:
+        return step, damaged
+      damaged[step] = problem
+    unverified = [s for s in steps if damaged[s] == "no manifest"]
     if unverified:
       logging.warning("%s: checkpoint %d has no manifest (killed before writing it, or "
                       "written by an older hashjax); using it unverified",
                       self.manager.directory, unverified[0])
-      return unverified[0], {s: problems[s] for s in steps if s > unverified[0]}
-    return None, problems
+      return unverified[0], {s: p for s, p in damaged.items() if s > unverified[0]}
+    return None, damaged
 
   def restore_selected(self, step: int, target=None):
     """The variables selected on validation (the tested ones), shaped like `target` if given."""

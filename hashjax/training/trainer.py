@@ -102,39 +102,14 @@ def _global_batch(batch: dict, fields, sharding) -> dict:
 
 
 def _train_iterator(dataset, model, config, fields):
-  """This process's part of every global batch: block i of the one-process batch.
-
-  The global batch of step t holds the same examples in the same order whatever the number of
-  processes (process i reads positions [i b, (i + 1) b) of it, b = batch_size / processes), so
-  losses that draw per batch position (WARP's negatives) and hence the parameters are those of
-  one process. (pipeline.train_batches' own process slices interleave examples instead, which
-  is the same data in another order.) The grain state is the same on every process.
-  """
-  count, index = jax.process_count(), jax.process_index()
-  if config.batch_size % count:
-    raise ValueError(f"batch_size {config.batch_size} must divide evenly over the "
-                     f"{count} processes (each reads batch_size / {count} examples a step)")
-  per_process = config.batch_size // count
+  """This process's block of every global batch (the pipeline's process slices)."""
+  per_process = config.batch_size // jax.process_count()
   if model.layout == "sequences":
-    windows, targets = pipeline.user_sequences(dataset, "train", seq_len=config.data.seq_len,
-                                               context_len=config.data.context_len)
-    items, what = len(windows), "user sequences"
-    read = pipeline.SequenceReader(dataset, windows, targets, pipeline._fields(fields),
-                                   config.max_tags)
-  else:
-    rows = dataset.split_rows("train")
-    items, what = len(rows), "posts"
-    read = pipeline.BatchReader(dataset, rows, pipeline._fields(fields), config.max_tags)
-  if items < config.batch_size:
-    raise ValueError(f"split 'train' has {items} {what}, fewer than one batch "
-                     f"({config.batch_size})")
-  start, stop = index * per_process, (index + 1) * per_process
-  # The one-process pipeline (pipeline._batched_iter over global batches) with each batch of
-  # positions cut to this process's block before anything is read.
-  return iter(pipeline._batched_iter(  # pylint: disable=protected-access
-      items, lambda positions: read(positions[start:stop]), batch_size=config.batch_size,
-      seed=config.seed, num_epochs=None, shuffle=True, process_index=0, process_count=1,
-      num_threads=2, prefetch=4))
+    return iter(pipeline.sequence_batches(
+        dataset, batch_size=per_process, seed=config.seed, seq_len=config.data.seq_len,
+        context_len=config.data.context_len, fields=fields, max_tags=config.max_tags))
+  return iter(pipeline.train_batches(dataset, batch_size=per_process, seed=config.seed,
+                                     fields=fields, max_tags=config.max_tags))
 
 
 def _evaluate(name, model, variables, dataset, split, keep, config) -> dict[str, float]:
