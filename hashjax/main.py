@@ -12,12 +12,15 @@ The config file's docstring lists its variants. Logic lives in importable module
 parses flags, joins the multi-host runtime when there is one, and dispatches.
 """
 
+import sys
+
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
+from hashjax.data import format as data_format
 from hashjax.tools import reference_job
-from hashjax.training import distributed, trainer
+from hashjax.training import checkpoints, distributed, run_config, trainer, workdir_lock
 
 
 class _QuietOrbax(logging.logging.Filter):
@@ -28,6 +31,41 @@ class _QuietOrbax(logging.logging.Filter):
 
 
 JOBS = {"baselines": reference_job.run, "train": trainer.train_and_evaluate}
+
+# What a user can fix from the message alone: shown as one line, without a traceback.
+USER_ERRORS = (run_config.ConfigError, workdir_lock.WorkdirBusyError, checkpoints.CheckpointError,
+               data_format.DatasetError)
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def _exit_with(message: str) -> None:
+  sys.stderr.write(f"FATAL {message}\n")
+  sys.exit(1)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing with every config mistake reported in one line.
+
+  ml_collections lets an unknown `--config.a.b=1` escape as a bare AttributeError/KeyError
+  (three chained tracebacks), and pastes a whole traceback into the message when get_config
+  refuses its `:arg`; both become the argument and the reason.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    key = str(e).strip("\"'")
+    given = [a for a in argv[1:] if a.startswith("--config.")
+             and key in a.partition("=")[0][len("--config."):].split(".")]
+    _exit_with(f"Flags parsing error: {given[0] if given else '--config.' + key}: the config "
+               f"has no field {key!r} (see the config file for its fields)")
+  except flags.Error as e:
+    message = str(e)
+    if _TRACEBACK in message:  # keep the flag and the exception line, drop the frames
+      head, _, trace = message.partition(_TRACEBACK)
+      reason = [line.strip() for line in trace.splitlines() if line.strip()][-1]
+      message = f"{head.replace('Error whilst parsing config file:', '').strip()} {reason}"
+    _exit_with(f"Flags parsing error: {message}\nPass --helpshort or --helpfull to see help on "
+               "flags.")
 
 
 def define_flags() -> None:
@@ -59,9 +97,12 @@ def main(argv):
   config = f.config
   logging.info("hashjax: %s; process %d/%d, %d local of %d devices", how, jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
-  JOBS[config.job](config, f.workdir)
+  try:
+    JOBS[config.job](config, f.workdir)
+  except USER_ERRORS as e:
+    _exit_with(f"{type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -60,3 +60,20 @@ def test_sweep_override_false_is_false_and_bad_values_are_errors():
     sweep.apply_override(config, "model.kwargs.hand_vjp=ture")
   with pytest.raises(ValueError, match="has no field 'lr'"):
     sweep.apply_override(config, "lr=0.1")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config=experiments/denton.py", "--config.model.kwargs.fooo=1"],
+     "--config.model.kwargs.fooo=1: the config has no field 'fooo'"),
+    (["--config=experiments/baselines.py:fooo=1"],
+     "baselines.py:fooo=1: ValueError: config argument 'fooo=1'"),
+    (["--config=experiments/denton.py", "--config.eval_every=0"],
+     "ConfigError: config.eval_every must be a positive integer, got 0"),
+])
+def test_main_reports_a_config_mistake_in_one_line_without_a_traceback(tmp_path, args, message):
+  out = subprocess.run([sys.executable, "-m", "hashjax.main", f"--workdir={tmp_path}", *args],
+                       cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+  fatal = [line for line in out.stderr.splitlines() if line.startswith("FATAL")]
+  assert len(fatal) == 1 and message in fatal[0], out.stderr[-3000:]
