@@ -8,7 +8,9 @@ world is renumbered the same way and saved to DIR/world/, so the oracle scores i
 Splits: user_disjoint or temporal (hashjax.data.splits).
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import time
@@ -133,7 +135,36 @@ def ensure_synthetic(directory: str, *, preset: str, seed: int, split_scheme: st
   The recipe is (preset, seed, split) and the generator version: a cache left by an older
   generator is rebuilt, with a log line saying why; a directory that holds any other dataset
   (another recipe, or the preset built with overrides) is never touched.
+
+  Safe to call from many processes at once (the processes of one multi-process job, jobs of a
+  sweep started together): the check and the build hold an exclusive lock on DIR.lock, so one
+  process builds while the others wait and then find the finished dataset.
   """
+  with _build_lock(directory, log):
+    return _ensure_synthetic_locked(directory, preset=preset, seed=seed,
+                                    split_scheme=split_scheme, log=log)
+
+
+@contextlib.contextmanager
+def _build_lock(directory: str, log):
+  """An fcntl.flock on the sibling DIR.lock (DIR itself appears only when a build ends)."""
+  target = os.path.normpath(directory)
+  os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+  fd = os.open(target + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      if log:
+        log(f"waiting for another process building {target} (lock {target}.lock)")
+      fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel drops it if that process dies
+    yield
+  finally:
+    os.close(fd)  # closing releases the lock
+
+
+def _ensure_synthetic_locked(directory: str, *, preset: str, seed: int, split_scheme: str,
+                             log) -> str:
   recipe = {"preset": preset, "seed": seed, "split_scheme": split_scheme}
   try:
     meta = fmt.read_metadata(directory)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -197,3 +198,23 @@ def test_main_job_end_to_end(tmp_path):
                           "Oracle, user swapped", "Oracle, metadata only",
                           "Oracle (true distribution)"}
   assert "| Method | P@1 | R@10 | A@10 |" in (workdir / "report.md").read_text()
+
+
+def test_processes_building_one_cache_together_build_it_once(tmp_path):
+  """The processes of one job (or a sweep's jobs) start together on a missing cache: before the
+  build lock they all staged in DIR.partial and deleted each other's files."""
+  directory, go = tmp_path / "cache", tmp_path / "go"
+  script = ("import os, sys, time\n"
+            "from hashjax.data.synthetic import build\n"
+            f"while not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+            f"build.ensure_synthetic({str(directory)!r}, preset='tiny', seed=0, "
+            "split_scheme='temporal')\n")
+  procs = [subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+  time.sleep(1.0)  # every process imported and polling
+  go.touch()
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
+  assert sum(out.count("building synthetic dataset") for out, _ in outs) == 1
+  PostDataset(str(directory)).validate()
+  assert not os.path.exists(str(directory) + ".partial")
