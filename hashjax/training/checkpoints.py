@@ -12,8 +12,15 @@ its manifest and falls back to the newest intact one, saying which and why; a da
 moved to WORKDIR/damaged_checkpoints/ (kept for inspection, out of orbax's way). A checkpoint
 without a manifest (killed between orbax's commit and the manifest, or written before
 manifests existed) is used only when no verified one exists, with a warning.
+
+Process count: grain writes one iterator state per process, data/process_<i>-of-<n>.json. The
+pipeline's state is the index of the next global batch (each process cuts its block from the
+same global batch), identical in every file, so a job may resume with another number of
+processes: a process without its own file reads the common state. Files that disagree are an
+error, never a guess.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -82,10 +89,31 @@ class Checkpoints:
                             + "). The damaged ones were moved to "
                             f"{os.path.join(self.workdir, DAMAGED_DIR)}; use a new workdir.")
     out = self._restore(
-        step, state=ocp.args.StandardRestore(_abstract(state)),
-        data=grain.checkpoint.CheckpointRestore(iterator), schedule=ocp.args.JsonRestore(),
+        step, state=ocp.args.StandardRestore(_abstract(state)), schedule=ocp.args.JsonRestore(),
         selected=ocp.args.StandardRestore(_abstract(selected)), run=ocp.args.JsonRestore())
+    iterator.set_state(self.iterator_state(step))
+    iterator.start_prefetch()  # as grain's own CheckpointRestore does
     return step, out.state, dict(out.schedule), out.selected, dict(out.run)
+
+  def iterator_state(self, step: int) -> dict:
+    """This process's saved grain iterator state, also when another process count wrote it."""
+    data_dir = os.path.join(self.step_dir(step), "data")
+    index, count = jax.process_index(), jax.process_count()
+    own = os.path.join(data_dir, f"process_{index}-of-{count}.json")
+    if os.path.exists(own):
+      return _read_json(own)
+    paths = sorted(glob.glob(os.path.join(data_dir, "process_*-of-*.json")))
+    if not paths:
+      raise CheckpointError(f"{data_dir}: no data iterator state (process_*-of-*.json)")
+    states = {os.path.basename(p): _read_json(p) for p in paths}
+    if any(s != states[os.path.basename(paths[0])] for s in states.values()):
+      raise CheckpointError(
+          f"{data_dir}: written by {len(paths)} processes whose data positions differ "
+          f"({states}); this job has {count}. Resume it with the process count that wrote it.")
+    if index == 0:
+      logging.info("%s: written by %d processes, resumed by %d; their common data position is "
+                   "%s", data_dir, len(paths), count, states[os.path.basename(paths[0])])
+    return states[os.path.basename(paths[0])]
 
   def choose(self) -> tuple[int | None, dict[int, str]]:
     """(the step to resume from or None, {newer damaged step: what is wrong}).
@@ -138,6 +166,11 @@ class Checkpoints:
 def _sync(name: str) -> None:
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(name)
+
+
+def _read_json(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
 
 
 def _abstract(tree):

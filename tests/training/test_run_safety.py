@@ -197,6 +197,39 @@ def test_no_intact_checkpoint_is_a_clear_error_naming_the_directory(tmp_path, da
     trainer.train_and_evaluate(_config(steps=30), workdir, dataset)
 
 
+# -- another process count ---------------------------------------------------------------------
+
+def _as_if_written_by_two_processes(workdir: str, step: int, second_state=None) -> None:
+  """Rewrites the checkpoint's grain state as two processes save it, and its manifest."""
+  step_dir = os.path.join(workdir, "checkpoints", str(step))
+  data = os.path.join(step_dir, "data")
+  with open(os.path.join(data, "process_0-of-1.json")) as f:
+    state = json.load(f)
+  os.remove(os.path.join(data, "process_0-of-1.json"))
+  for i, s in enumerate([state, second_state or state]):
+    with open(os.path.join(data, f"process_{i}-of-2.json"), "w") as f:
+      json.dump(s, f)
+  checkpoints_lib._write_manifest(step_dir)
+
+
+def test_a_run_written_by_two_processes_resumes_in_one(tmp_path, dataset, interrupted_run,
+                                                      reference):
+  workdir = _interrupted(tmp_path, interrupted_run)
+  _as_if_written_by_two_processes(workdir, 20)
+  resumed = trainer.train_and_evaluate(_config(steps=30), workdir, dataset)
+  _same_params(resumed["variables"], reference["variables"])  # the data went on from batch 20
+  assert resumed["test"] == reference["test"]
+
+
+def test_iterator_states_that_differ_between_processes_are_refused(tmp_path, dataset,
+                                                                   interrupted_run):
+  workdir = _interrupted(tmp_path, interrupted_run)
+  _as_if_written_by_two_processes(workdir, 20, second_state={"next_index": 3})
+  with pytest.raises(checkpoints_lib.CheckpointError,
+                     match="written by 2 processes whose data positions differ"):
+    trainer.train_and_evaluate(_config(steps=30), workdir, dataset)
+
+
 # -- one job per workdir ------------------------------------------------------------------------
 
 def test_a_second_job_on_a_workdir_is_refused_naming_the_holder(tmp_path, dataset):
