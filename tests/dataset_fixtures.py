@@ -30,8 +30,7 @@ def write_random_dataset(directory, *, num_users=12, feature_dim=8, num_tags=20,
     captions = [rng.integers(0, 30, int(rng.integers(0, 6))) for _ in range(n)]
     block = dict(post_id=np.arange(post_id, post_id + n) * 7 + 3, user_id=np.full(n, user * 10),
                  timestamp=times, features=rng.random((n, feature_dim)).astype(np.float32),
-                 split=np.array([fmt.SPLIT_CODES["train"]] * (n - n // 3) +
-                                [fmt.SPLIT_CODES["test"]] * (n // 3)),
+                 split=_split_codes(n, user, split_scheme),
                  user_meta=rng.random((n, user_meta_dim)).astype(np.float32), tags=tags,
                  captions=captions if has_captions else None)
     writer.add_block(**block)
@@ -42,6 +41,13 @@ def write_random_dataset(directory, *, num_users=12, feature_dim=8, num_tags=20,
                           caption_vocab=[f"w{i}" for i in range(30)] if has_captions else None,
                           provenance={"generator": "tests"})
   return order, posts
+
+
+def _split_codes(n: int, user: int, split_scheme: str) -> np.ndarray:
+  """temporal: a user's last third is test; user_disjoint: every third user is a test user."""
+  if split_scheme == "temporal":
+    return np.repeat([fmt.SPLIT_CODES["train"], fmt.SPLIT_CODES["test"]], [n - n // 3, n // 3])
+  return np.full(n, fmt.SPLIT_CODES["test" if user % 3 == 2 else "train"])
 
 
 def tiny_train_config(experiment: str = "denton", arg: str = "", *, steps: int = 30, **overrides):

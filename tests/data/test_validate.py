@@ -287,3 +287,9 @@ def test_the_command_exits_with_the_message_and_no_traceback(tmp_path):
   assert bad.returncode == 1
   assert f"invalid dataset: {_shard_file(directory, 'tag_ids')}: truncated" in bad.stderr
   assert "Traceback" not in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("split_scheme", ["temporal", "user_disjoint"])
+def test_the_test_fixture_writes_valid_datasets_in_both_split_schemes(tmp_path, split_scheme):
+  write_random_dataset(str(tmp_path / "d"), split_scheme=split_scheme)
+  assert PostDataset(str(tmp_path / "d")).validate() > 0
