@@ -28,8 +28,8 @@ PAD_ID = -1  # value of padded hashtag / caption / history slots; always paired 
 
 # What `read` can return per post. The in-memory columns cost nothing; features (memory-mapped,
 # the bulk of every batch) and captions are read only when asked for.
-POST_FIELDS = ("row", "post_id", "user_id", "user_index", "timestamp", "features", "user_meta",
-               "tag_ids", "tag_mask", "caption_ids", "caption_mask")
+POST_FIELDS = ("row", "post_id", "user_id", "user_index", "user_train_posts", "timestamp",
+               "features", "user_meta", "tag_ids", "tag_mask", "caption_ids", "caption_mask")
 # Every pipeline reads these: the ground truth, and post_id for the balanced distribution's
 # per-occurrence decision (tag_distribution.apply).
 TRUTH_FIELDS = ("row", "post_id", "tag_ids", "tag_mask")
@@ -80,6 +80,11 @@ class PostDataset:
     # first_row_of[r] = first row of r's user, so the history of r is rows [first_row_of[r], r).
     self.first_row_of = np.repeat(index["first_row"], index["num_rows"])
     self.splits = {name: self._read_split(name) for name in fmt.SPLITS}
+    # How many training posts each post's user has: 0 marks a user no model has seen in
+    # training (user-disjoint test users), who gets a model's fallback embedding.
+    self.user_train_posts_of_row = np.bincount(
+        self.user_index_of_row[self.splits["train"]], minlength=self.num_users
+    ).astype(np.int32)[self.user_index_of_row]
 
   @property
   def spec(self) -> DatasetSpec:
@@ -218,7 +223,8 @@ class PostDataset:
     fields: which of POST_FIELDS to return (default: all, captions if the dataset has them);
     row, tag_ids and tag_mask always come back (the hashtags of every record are checked).
     row / post_id / user_id / timestamp are [B]; user_index int32 [B] is the dense user number
-    in [0, num_users); features float32 [B, D]; user_meta [B, M]; tag_ids int32 [B, T] padded
+    in [0, num_users); user_train_posts int32 [B] the number of training posts of the post's
+    user (0: a user unseen in training); features float32 [B, D]; user_meta [B, M]; tag_ids int32 [B, T] padded
     with PAD_ID and tag_mask bool [B, T] (T = max_tags, default the dataset's maximum, so
     nothing is cut unless asked); caption_ids / caption_mask [B, L] (L = max_caption, default
     the longest caption). `num_tags_cut` counts hashtags dropped by a small max_tags.
@@ -239,7 +245,8 @@ class PostDataset:
     max_caption = (max_caption or self.max_caption_len) if captions else 0
     b = len(rows)
     out = {"row": rows, "user_id": self.user_ids[rows], "timestamp": self.timestamps[rows],
-           "user_index": self.user_index_of_row[rows], "num_tags_cut": 0}
+           "user_index": self.user_index_of_row[rows],
+           "user_train_posts": self.user_train_posts_of_row[rows], "num_tags_cut": 0}
     for name, shape, dtype in (("post_id", (b,), np.int64), ("features", (b, self.feature_dim),
                                 np.float32), ("user_meta", (b, self.user_meta_dim), np.float32)):
       if name in fields:

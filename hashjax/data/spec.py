@@ -42,6 +42,7 @@ class DatasetSpec:
         "features": ((self.feature_dim,), np.float32),
         "user_meta": ((self.user_meta_dim,), np.float32),
         "user_index": ((), np.int32),
+        "user_train_posts": ((), np.int32),
         "user_id": ((), np.int64),
         "post_id": ((), np.int64),
         "timestamp": ((), np.int64),

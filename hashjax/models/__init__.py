@@ -9,8 +9,10 @@ A class that needs sizes from the dataset to build itself (a flax module's tag t
 
 from hashjax.models.denton import Bilinear, Multiplicative, UserBiased
 from hashjax.models.mlp import MLPClassifier
+from hashjax.models.tensor import Tensor
 
-MODELS = {cls.name: cls for cls in (Bilinear, UserBiased, Multiplicative, MLPClassifier)}
+MODELS = {cls.name: cls for cls in (Bilinear, UserBiased, Multiplicative, MLPClassifier,
+                                      Tensor)}
 
 
 def make_model(model_config, spec=None):

@@ -41,13 +41,18 @@ class FlaxTwoTower:
     return self.module().apply(variables, batch, train=False, method="query")
 
   def train_query(self, variables: Variables, batch: dict[str, Any], rng: jax.Array):
+    return self.apply_train(variables, "query", batch, rng)
+
+  def apply_train(self, variables: Variables, method: str, batch: dict[str, Any],
+                  rng: jax.Array):
+    """(module.method(batch, train=True), state updates): training mode for any method."""
     state = [c for c in variables if c != "params"]
     if not state:
-      return self.module().apply(variables, batch, train=True, method="query",
+      return self.module().apply(variables, batch, train=True, method=method,
                                  rngs={"dropout": rng}), {}
-    queries, updates = self.module().apply(variables, batch, train=True, method="query",
-                                           rngs={"dropout": rng}, mutable=state)
-    return queries, dict(updates)
+    out, updates = self.module().apply(variables, batch, train=True, method=method,
+                                       rngs={"dropout": rng}, mutable=state)
+    return out, dict(updates)
 
   def tags(self, variables: Variables) -> jax.Array:
     return self.module().apply(variables, method="tag_table")

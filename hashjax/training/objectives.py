@@ -12,6 +12,9 @@ plugs into the same trainer.
               (Veit et al.'s MCLL); mean over posts that have a hashtag
     sigmoid   sum over the vocabulary of binary cross-entropy against the multi-hot hashtag set
               (the HARRISON classifier); mean over posts that have a hashtag
+    triplet   Veit et al.: the hinge over six in-batch negatives along the tag, image and user
+              axes of one uniformly drawn (hashtag, image, user) triplet per post
+              (hashjax.losses.triplet); needs a model with `train_axis_scores` (the tensor)
 
 Sequence batches (fields [S, W, ...]) are flattened to posts, and only the targets
 (`target_mask`) count. An objective's `inputs` are the batch fields it reads beyond the
@@ -25,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hashjax.losses import targets, warp
+from hashjax.losses import targets, triplet, warp
 
 
 def _two_tower(model, variables, batch, rng):
@@ -92,12 +95,40 @@ class SigmoidCrossEntropy:
     return _mean_over(per_post, tag_mask.any(axis=-1)), {}, updates
 
 
+@dataclasses.dataclass(frozen=True)
+class Triplet:
+  """Veit et al.'s ranking loss with intermediate and hard negatives on each axis (margin 1)."""
+  margin: float = 1.0
+  name: ClassVar[str] = "triplet"
+  inputs: ClassVar[tuple[str, ...]] = ("user_index",)
+
+  def __call__(self, model, variables, batch, rng):
+    if not hasattr(model, "train_axis_scores"):
+      raise ValueError(f"loss 'triplet' scores triplets along the user axis; model "
+                       f"{model.name!r} has no train_axis_scores (use the tensor model)")
+    if model.layout != "posts":
+      raise ValueError("loss 'triplet' takes post batches, not user sequences")
+    label_key, negative_key, model_key = jax.random.split(rng, 3)
+    positive, has_positive = targets.uniform_positive(label_key, batch["tag_ids"],
+                                                      batch["tag_mask"])
+    scores, updates = model.train_axis_scores(variables, batch, positive, model_key)
+    scores = jnp.stack(scores)
+    valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive,
+                                     has_positive, batch["user_index"])
+    negatives = triplet.choose_negatives(negative_key, scores, valid)
+    per_post, hinges = triplet.triplet_hinge(scores, negatives, self.margin)
+    counted = jnp.maximum(has_positive.sum(), 1)
+    kinds = [f"{kind}_{axis}" for kind in ("intermediate", "hard") for axis in triplet.AXES]
+    aux = {f"violated_{kind}": (h > 0).sum() / counted for kind, h in zip(kinds, hinges)}
+    return _mean_over(per_post, has_positive), aux, updates
+
+
 def _mean_over(per_post: jax.Array, where: jax.Array) -> jax.Array:
   # where, not a product: a post that does not count must not turn the loss into NaN.
   return jnp.where(where, per_post, 0.0).sum() / jnp.maximum(where.sum(), 1)
 
 
-OBJECTIVES = {cls.name: cls for cls in (Warp, Softmax, SigmoidCrossEntropy)}
+OBJECTIVES = {cls.name: cls for cls in (Warp, Softmax, SigmoidCrossEntropy, Triplet)}
 
 
 def make_objective(loss_config: Any):

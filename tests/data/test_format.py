@@ -93,6 +93,18 @@ def test_history_is_the_users_earlier_posts_in_time_order(dataset_dir):
   np.testing.assert_array_equal(ds.user_rows(user), np.flatnonzero(ds.user_ids == user))
 
 
+def test_user_train_posts_counts_the_training_posts_of_each_posts_user(tmp_path):
+  directory = str(tmp_path / "d")
+  write_random_dataset(directory, split_scheme="user_disjoint")
+  ds = PostDataset(directory)
+  got = ds.read(np.arange(ds.num_posts), fields=["user_train_posts"])["user_train_posts"]
+  train = set(ds.split_rows("train").tolist())
+  for r in range(ds.num_posts):
+    same_user = np.flatnonzero(ds.user_ids == ds.user_ids[r])
+    assert got[r] == sum(int(q) in train for q in same_user)
+  assert (got == 0).any() and (got > 0).any()  # test users are unseen, the others are not
+
+
 def test_float16_features_read_as_float32(tmp_path):
   directory = str(tmp_path / "half")
   _, posts = write_random_dataset(directory, feature_dtype="float16")

@@ -1,0 +1,47 @@
+r"""Veit et al. CVPR'18: user-agnostic image models (MCLL) and the user-specific 3-way tensor.
+
+  python -m hashjax.main --config=experiments/veit.py:model=mcll --workdir=runs/veit_mcll
+  python -m hashjax.main --config=experiments/veit.py:model=tensor,init=runs/veit_mcll \
+      --workdir=runs/veit_tensor_mcll
+  python -m hashjax.main --config=experiments/veit.py:model=tensor --workdir=runs/veit_tensor
+
+Variants (after the colon): model in {mcll (stage 1: softmax over the vocabulary against one
+hashtag drawn per post), tensor (stage 2: the tensor model with the triplet hinge over six
+in-batch negatives)}; init (tensor only: the workdir of a stage-1 run whose image head the
+tensor starts from; empty: the head starts at random); hidden (the image head's widths, joined
+by +; the last is F), D (hashtag embedding size, the tensor's), E (user embedding size), preset,
+seed, split (temporal, the paper's per-user 90% split; or user_disjoint, whose test users get the
+fallback 1/E user vector). Any field can be overridden with --config.FIELD=VALUE.
+
+The paper fine-tunes a ResNet-50; here the image model is a learned MLP head on the dataset's
+precomputed image features (README, "Departures from the paper").
+"""
+
+import ml_collections
+
+from hashjax import config as config_lib
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = config_lib.parse_arg(arg, model="tensor", init="", hidden=(300,), D=300, E=50,
+                              preset="default", seed=0, split="temporal")
+  config = config_lib.train_config()
+  head = {"hidden": tuple(args.hidden), "dropout_rate": 0.2, "batch_norm": True}
+  if args.model == "mcll":
+    config.model = ml_collections.ConfigDict({"name": "mlp", "kwargs": head})
+    config.loss = ml_collections.ConfigDict({"name": "softmax"})
+    config.learning_rate = 0.1  # as experiments/classifier.py: SGD, momentum 0.9
+  elif args.model == "tensor":
+    config.model = ml_collections.ConfigDict({"name": "tensor", "kwargs": {
+        **head, "tag_dim": args.D, "user_dim": args.E}})
+    # The paper's ranking loss: margin 1, three intermediate and three hard negatives.
+    config.loss = ml_collections.ConfigDict({"name": "triplet", "margin": 1.0})
+    config.learning_rate = 0.05
+    if args.init:  # the second stage: the image head of a trained user-agnostic model
+      config.init_from = ml_collections.ConfigDict({"workdir": args.init, "parts": ("image",)})
+  else:
+    raise ValueError(f"config argument model={args.model!r}: choose mcll or tensor")
+  config.data = config_lib.data_config(args.preset, args.seed, args.split)
+  config.seed = args.seed
+  config.plateau_start_step = 1000
+  return config

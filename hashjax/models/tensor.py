@@ -1,0 +1,118 @@
+r"""Veit et al.'s user-specific three-way tensor model (flax), a two-tower model.
+
+An image head f (an MLP over the precomputed CNN features, f_j in R^F), a table of hashtag
+embeddings h_i in R^D, a learned embedding u_k in R^E per user and a weight tensor
+W in R^{E x D x F} score the triplet (hashtag i, image j, user k) as
+
+    s(i, j, k) = sum_{a,b,r} W_rab h_ia f_jb u_kr = h_i^T W^(k) f_j,   W^(k) = sum_r u_kr W_r
+
+so with the query q_jk = W^(k) f_j the model is two towers (query . tag row): top-k evaluation,
+retrieval and the whole-vocabulary losses reuse what every model has. The ranking loss with
+negatives along the image, tag and user axes (hashjax.losses.triplet) needs one more view,
+`axis_scores`: for a batch of positive triplets (i_b, j_b, k_b) the three [B, B] matrices of
+scores with one element replaced by the batch's c-th,
+
+    S_tag[b, c]  = s(i_c, j_b, k_b) = h_{i_c} . (W^(k_b) f_{j_b})
+    S_img[b, c]  = s(i_b, j_c, k_b) = (W^(k_b)^T h_{i_b}) . f_{j_c}
+    S_user[b, c] = s(i_b, j_b, k_c) = u_{k_c} . g_b,   g_br = h_{i_b}^T W_r f_{j_b}
+
+each one [B, E, D] or [B, E, F] contraction and a [B, B] matrix product: the B x B x B score
+tensor is never formed.
+
+Users unseen in training (`user_train_posts` = 0, the user-disjoint test users) get the constant
+vector 1/E in every entry (W^(k) = the mean of the W_r), as Durand et al. do for Veit's model.
+
+Parts: "image" (the MLP head: the part `init_from` loads from a stage-1 MCLL / NCSL run with
+the same hidden widths), "user" (the embeddings), "tensor" (W) and "tags" (the h_i).
+"""
+
+import dataclasses
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from hashjax.models import layers
+from hashjax.models.flax_adapter import FlaxTwoTower
+
+
+class _Tensor(nn.Module):
+  hidden: tuple[int, ...]
+  tag_dim: int
+  user_dim: int
+  num_users: int
+  num_tags: int
+  dropout_rate: float
+  batch_norm: bool
+
+  def setup(self):
+    self.image = layers.MLP(self.hidden, self.dropout_rate, self.batch_norm)
+    self.user = nn.Embed(self.num_users, self.user_dim,
+                         embedding_init=nn.initializers.normal(1.0 / self.user_dim ** 0.5))
+    # Scaled so that a query W^(k) f starts at the size of f: entries of W_r ~ N(0, 1/F).
+    self.tensor = self.param(
+        "tensor", nn.initializers.normal(1.0 / self.hidden[-1] ** 0.5),
+        (self.user_dim, self.tag_dim, self.hidden[-1]))
+    self.tags = layers.TagTable(self.num_tags, self.tag_dim, bias=False)
+
+  def _user(self, batch):
+    seen = (batch["user_train_posts"] > 0)[..., None]
+    return jnp.where(seen, self.user(batch["user_index"]), 1.0 / self.user_dim)
+
+  def query(self, batch, train: bool):
+    f, u = self.image(batch["features"], train), self._user(batch)
+    return jnp.einsum("...e,edf,...f->...d", u, self.tensor, f)
+
+  def tag_table(self):
+    return self.tags()
+
+  def axis_scores(self, batch, train: bool):
+    """(S_tag, S_img, S_user) [B, B] of the positives batch["positive"] (module docstring)."""
+    f, u = self.image(batch["features"], train), self._user(batch)
+    h = self.tags()[batch["positive"]]
+    wf = jnp.einsum("edf,bf->bed", self.tensor, f)  # W_r f_j, every r
+    wh = jnp.einsum("edf,bd->bef", self.tensor, h)  # W_r^T h_i, every r
+    query = jnp.einsum("be,bed->bd", u, wf)  # W^(k) f_j
+    image_side = jnp.einsum("be,bef->bf", u, wh)  # W^(k)^T h_i
+    user_side = jnp.einsum("bd,bed->be", h, wf)  # g_b
+    return query @ h.T, image_side @ f.T, user_side @ u.T
+
+
+@dataclasses.dataclass(frozen=True)
+class Tensor(FlaxTwoTower):
+  """Attributes: the dataset's sizes (from_spec); hidden widths of the image head (the last is
+  F), tag_dim D, user_dim E, dropout rate and batch norm of the head (match stage 1's)."""
+  num_users: int
+  num_tags: int
+  hidden: tuple[int, ...] = (300,)
+  tag_dim: int = 300
+  user_dim: int = 50
+  dropout_rate: float = 0.0
+  batch_norm: bool = False
+  name: ClassVar[str] = "tensor"
+  label: ClassVar[str] = "Tensor"
+  inputs: ClassVar[tuple[str, ...]] = ("features", "user_index", "user_train_posts")
+
+  def __post_init__(self):
+    object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+    if not self.hidden or min(self.hidden) < 1:
+      raise ValueError(f"hidden must be one or more positive widths, got {self.hidden}")
+    if self.tag_dim < 1 or self.user_dim < 1:
+      raise ValueError(f"tag_dim and user_dim must be >= 1, got {self.tag_dim}, {self.user_dim}")
+    if not 0 <= self.dropout_rate < 1:
+      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+
+  @classmethod
+  def from_spec(cls, spec, **hyperparameters):
+    return cls(num_users=spec.num_users, num_tags=spec.num_tags, **hyperparameters)
+
+  def module(self) -> nn.Module:
+    return _Tensor(self.hidden, self.tag_dim, self.user_dim, self.num_users, self.num_tags,
+                   self.dropout_rate, self.batch_norm)
+
+  def train_axis_scores(self, variables, batch: dict[str, Any], positive, rng):
+    """((S_tag, S_img, S_user), state updates) in training mode; positive: tag ids [B]."""
+    return self.apply_train(variables, "axis_scores", {**batch, "positive": positive}, rng)
+
+  def report_columns(self) -> dict[str, Any]:
+    return {"D": self.tag_dim, "E": self.user_dim, "F": self.hidden[-1]}

@@ -1,0 +1,220 @@
+"""Veit et al.'s triplet loss: candidates, mined negatives and the gradient, against brute force.
+
+The reference enumerates every in-batch triplet that differs from a post's positive in one
+element, scores it with the plain triple sum over W, h, f and u, and decides "observed" from the
+posts themselves (a hashtag of the post, with the post's image and user).
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hashjax.data.spec import DatasetSpec
+from hashjax.losses import triplet
+from hashjax.models.tensor import Tensor
+from hashjax.training import objectives
+
+B, T, NUM_TAGS, NUM_USERS = 7, 3, 6, 4
+
+
+def _batch(seed: int):
+  rng = np.random.default_rng(seed)
+  tag_ids = np.full((B, T), -1, np.int32)
+  tag_mask = np.zeros((B, T), bool)
+  for b in range(B):
+    n = int(rng.integers(0 if b == B - 1 else 1, T + 1))  # the last post may have no hashtag
+    tag_ids[b, :n] = rng.choice(NUM_TAGS, n, replace=False)
+    tag_mask[b, :n] = True
+  return {"features": rng.normal(size=(B, 5)).astype(np.float32),
+          # few users, so that users repeat and the image/user exclusions matter
+          "user_index": rng.integers(0, NUM_USERS, B).astype(np.int32),
+          "user_train_posts": np.ones(B, np.int32), "tag_ids": tag_ids, "tag_mask": tag_mask}
+
+
+def _model():
+  return Tensor(num_users=NUM_USERS, num_tags=NUM_TAGS, hidden=(4,), tag_dim=3, user_dim=2)
+
+
+def _variables(model, seed=0):
+  spec = DatasetSpec(feature_dim=5, user_meta_dim=0, num_tags=NUM_TAGS, num_users=NUM_USERS,
+                     max_tags_per_post=T)
+  return model.init(jax.random.key(seed), spec)
+
+
+def _factors(model, variables, batch, positive):
+  """(h [B, D], f [B, F], u [B, E], W [E, D, F]) as numpy."""
+  params = variables["params"]
+  f = model.module().apply(variables, batch["features"], False,
+                           method=lambda m, x, t: m.image(x, t))
+  return (np.asarray(params["tags"]["embedding"])[positive], np.asarray(f),
+          np.asarray(params["user"]["embedding"])[batch["user_index"]],
+          np.asarray(params["tensor"]))
+
+
+def _score(W, h, f, u):
+  return sum(W[r, a, c] * h[a] * f[c] * u[r]
+             for r, a, c in itertools.product(*map(range, W.shape)))
+
+
+def _observed(batch, tag, post, user) -> bool:
+  """Is (tag, image of `post`, `user`) a triplet of the data? Only the post's own user posted
+  its image, with its own hashtags."""
+  own = batch["tag_ids"][post][batch["tag_mask"][post]]
+  return user == batch["user_index"][post] and tag in own
+
+
+def _positives(seed):
+  batch = _batch(seed)
+  positive = np.array([ids[mask][0] if mask.any() else 0
+                       for ids, mask in zip(batch["tag_ids"], batch["tag_mask"])], np.int32)
+  return batch, positive, batch["tag_mask"].any(-1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_candidates_are_exactly_the_unobserved_in_batch_triplets(seed):
+  batch, positive, has = _positives(seed)
+  valid = np.asarray(triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive,
+                                              has, batch["user_index"]))
+  users = batch["user_index"]
+  for b, c in itertools.product(range(B), range(B)):
+    usable = has[b] and has[c]
+    assert valid[0, b, c] == (usable and not _observed(batch, positive[c], b, users[b]))
+    assert valid[1, b, c] == (usable and not _observed(batch, positive[b], c, users[b]))
+    assert valid[2, b, c] == (usable and not _observed(batch, positive[b], b, users[c]))
+  assert not valid[:, np.arange(B), np.arange(B)].any()  # never the positive itself
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_axis_scores_are_the_triple_sum_with_one_element_replaced(seed):
+  model = _model()
+  variables = _variables(model, seed)
+  batch, positive, _ = _positives(seed)
+  (s_tag, s_img, s_user), _ = model.train_axis_scores(variables, batch, positive,
+                                                      jax.random.key(0))
+  h, f, u, W = _factors(model, variables, batch, positive)
+  for b, c in itertools.product(range(B), range(B)):
+    np.testing.assert_allclose(s_tag[b, c], _score(W, h[c], f[b], u[b]), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(s_img[b, c], _score(W, h[b], f[c], u[b]), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(s_user[b, c], _score(W, h[b], f[b], u[c]), rtol=1e-4, atol=1e-6)
+  # the two-tower query scores the same triplets: q_b . h_c = S_tag[b, c]
+  queries = model.query(variables, batch)
+  np.testing.assert_allclose(queries @ model.tags(variables)[positive].T, s_tag, rtol=1e-5,
+                             atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hard_negatives_are_the_best_scoring_unobserved_triplets(seed):
+  model = _model()
+  variables = _variables(model, seed)
+  batch, positive, has = _positives(seed)
+  scores = jnp.stack(model.train_axis_scores(variables, batch, positive, jax.random.key(0))[0])
+  valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive, has,
+                                   batch["user_index"])
+  negatives = triplet.choose_negatives(jax.random.key(1), scores, valid)
+  h, f, u, W = _factors(model, variables, batch, positive)
+  users = batch["user_index"]
+  for b in range(B):
+    if not has[b]:
+      assert not np.asarray(negatives.hard_exists[:, b]).any()
+      continue
+    # every in-batch triplet differing from b's positive in one element, brute force
+    along = {
+        0: [(_score(W, h[c], f[b], u[b]), c) for c in range(B)
+            if has[c] and not _observed(batch, positive[c], b, users[b])],
+        1: [(_score(W, h[b], f[c], u[b]), c) for c in range(B)
+            if has[c] and not _observed(batch, positive[b], c, users[b])],
+        2: [(_score(W, h[b], f[b], u[c]), c) for c in range(B)
+            if has[c] and not _observed(batch, positive[b], b, users[c])],
+    }
+    for axis, candidates in along.items():
+      assert bool(negatives.hard_exists[axis, b]) == bool(candidates)
+      if candidates:
+        best = max(s for s, _ in candidates)
+        chosen = int(negatives.hard[axis, b])
+        assert chosen in [c for _, c in candidates]
+        np.testing.assert_allclose(dict((c, s) for s, c in candidates)[chosen], best,
+                                   rtol=1e-5)
+
+
+def test_intermediate_negatives_are_uniform_over_the_valid_candidates():
+  batch, positive, has = _positives(1)
+  valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive, has,
+                                   batch["user_index"])
+  scores = jnp.zeros((3, B, B))
+  draws = 4000
+  picks = jax.vmap(lambda k: triplet.choose_negatives(k, scores, valid).intermediate)(
+      jax.random.split(jax.random.key(0), draws))  # [draws, 3, B]
+  valid = np.asarray(valid)
+  for axis, b in itertools.product(range(3), range(B)):
+    allowed = np.flatnonzero(valid[axis, b])
+    if not len(allowed):
+      continue
+    counts = np.bincount(np.asarray(picks[:, axis, b]), minlength=B)
+    assert set(np.flatnonzero(counts)) <= set(allowed)
+    expected = draws / len(allowed)  # within 5 standard deviations of a binomial
+    sd = np.sqrt(draws * (1 / len(allowed)) * (1 - 1 / len(allowed)))
+    assert np.all(np.abs(counts[allowed] - expected) <= 5 * sd + 1e-9), (axis, b, counts)
+
+
+def test_hinge_on_a_hand_computed_case():
+  scores = jnp.array([[[2.0, 1.5], [0.0, 3.0]],  # tag axis
+                      [[2.0, 2.5], [4.0, 3.0]],  # image axis
+                      [[2.0, 0.0], [1.0, 3.0]]])  # user axis
+  idx = jnp.array([[1, 0]] * 3)
+  present = jnp.array([[True, True], [True, True], [True, False]])
+  negatives = triplet.Negatives(idx, present, idx, present)
+  per_post, hinges = triplet.triplet_hinge(scores, negatives, margin=1.0)
+  # post 0 (s+ = 2): tag 1.5 -> 0.5, image 2.5 -> 1.5, user 0 -> 0; post 1 (s+ = 3): tag 0 -> 0,
+  # image 4 -> 2, user absent. Intermediate and hard chose the same here, so twice each.
+  np.testing.assert_allclose(per_post, [2 * (0.5 + 1.5), 2 * 2.0])
+  assert hinges.shape == (6, 2)
+
+
+def test_objective_gradient_equals_autodiff_of_the_naive_triple_sum():
+  """The loss through [B, B] contractions has the gradient of the plain B x B x B version."""
+  model, objective = _model(), objectives.Triplet()
+  variables = _variables(model, 3)
+  batch = {k: jnp.asarray(v) for k, v in _batch(3).items()}
+  rng = jax.random.key(7)
+  label_key, negative_key, _ = jax.random.split(rng, 3)
+  positive, has = objectives.targets.uniform_positive(label_key, batch["tag_ids"],
+                                                      batch["tag_mask"])
+
+  def naive(params):
+    v = {**variables, "params": params}
+    h = params["tags"]["embedding"][positive]
+    f = model.module().apply(v, batch["features"], False, method=lambda m, x, t: m.image(x, t))
+    u = params["user"]["embedding"][batch["user_index"]]
+    full = jnp.einsum("rac,ia,jc,kr->ijk", params["tensor"], h, f, u)  # every in-batch triplet
+    b, c = jnp.arange(B)[:, None], jnp.arange(B)[None, :]
+    scores = jnp.stack([full[c, b, b], full[b, c, b], full[b, b, c]])
+    valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive, has,
+                                     batch["user_index"])
+    negatives = triplet.choose_negatives(negative_key, scores, valid)
+    per_post, _ = triplet.triplet_hinge(scores, negatives)
+    return jnp.where(has, per_post, 0).sum() / has.sum()
+
+  loss = lambda params: objective(model, {**variables, "params": params}, batch, rng)[0]
+  np.testing.assert_allclose(loss(variables["params"]), naive(variables["params"]), rtol=1e-5)
+  got, want = jax.grad(loss)(variables["params"]), jax.grad(naive)(variables["params"])
+  for (path, g), w in zip(jax.tree.leaves_with_path(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  assert any(np.abs(np.asarray(g)).max() > 0 for g in jax.tree.leaves(got))
+  # and a central difference along a random direction (float64 would be tighter; fp32 here)
+  direction = jax.tree.map(lambda x: jax.random.normal(jax.random.key(1), x.shape), got)
+  eps = 1e-3
+  shifted = lambda s: loss(jax.tree.map(lambda p, d: p + s * eps * d, variables["params"],
+                                        direction))
+  numeric = (shifted(1) - shifted(-1)) / (2 * eps)
+  analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(got),
+                                                jax.tree.leaves(direction)))
+  np.testing.assert_allclose(numeric, analytic, rtol=2e-2, atol=1e-4)
+
+
+def test_a_model_without_axis_scores_is_refused():
+  from hashjax.models.mlp import MLPClassifier  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="no train_axis_scores"):
+    objectives.Triplet()(MLPClassifier(num_tags=3), {}, {}, jax.random.key(0))
