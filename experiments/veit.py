@@ -5,10 +5,12 @@ r"""Veit et al. CVPR'18: user-agnostic image models (MCLL) and the user-specific
       --workdir=runs/veit_tensor_mcll
   python -m hashjax.main --config=experiments/veit.py:model=tensor --workdir=runs/veit_tensor
 
-Variants (after the colon): model in {mcll (stage 1: softmax over the vocabulary against one
-hashtag drawn per post), tensor (stage 2: the tensor model with the triplet hinge over six
+Variants (after the colon): model in {imagenet (a linear softmax classifier on the features:
+the paper's frozen-ImageNet-features baseline), mcll (stage 1: softmax over the vocabulary
+against one hashtag drawn per post, through the learned head), tensor (stage 2: the tensor model with the triplet hinge over six
 in-batch negatives)}; init (tensor only: the workdir of a stage-1 run whose image head the
-tensor starts from; empty: the head starts at random); hidden (the image head's widths, joined
+tensor starts from, or "@VARIANT" for that variant's run in a sweep, ";" standing for ","
+inside it; empty: the head starts at random); hidden (the image head's widths, joined
 by +; the last is F), D (hashtag embedding size, the tensor's), E (user embedding size), preset,
 seed, split (temporal, the paper's per-user 90% split; or user_disjoint, whose test users get the
 fallback 1/E user vector). Any field can be overridden with --config.FIELD=VALUE.
@@ -27,21 +29,42 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                               preset="default", seed=0, split="temporal")
   config = config_lib.train_config()
   head = {"hidden": tuple(args.hidden), "dropout_rate": 0.2, "batch_norm": True}
-  if args.model == "mcll":
+  if args.model == "imagenet":  # logistic regression (softmax) on the frozen features
+    config.model = ml_collections.ConfigDict({"name": "mlp", "kwargs": {"hidden": ()}})
+    config.loss = ml_collections.ConfigDict({"name": "softmax"})
+    config.label = "ImageNet"
+    config.learning_rate = 0.1
+  elif args.model == "mcll":
     config.model = ml_collections.ConfigDict({"name": "mlp", "kwargs": head})
     config.loss = ml_collections.ConfigDict({"name": "softmax"})
+    config.label = "MCLL"
     config.learning_rate = 0.1  # as experiments/classifier.py: SGD, momentum 0.9
   elif args.model == "tensor":
     config.model = ml_collections.ConfigDict({"name": "tensor", "kwargs": {
         **head, "tag_dim": args.D, "user_dim": args.E}})
     # The paper's ranking loss: margin 1, three intermediate and three hard negatives.
-    config.loss = ml_collections.ConfigDict({"name": "triplet", "margin": 1.0})
+    config.loss = ml_collections.ConfigDict({"name": "triplet", "margin": 1.0,
+                                             "negatives": "both"})
     config.learning_rate = 0.05
     if args.init:  # the second stage: the image head of a trained user-agnostic model
       config.init_from = ml_collections.ConfigDict({"workdir": args.init, "parts": ("image",)})
   else:
-    raise ValueError(f"config argument model={args.model!r}: choose mcll or tensor")
+    raise ValueError(f"config argument model={args.model!r}: choose imagenet, mcll or tensor")
   config.data = config_lib.data_config(args.preset, args.seed, args.split)
   config.seed = args.seed
   config.plateau_start_step = 1000
   return config
+
+
+def get_sweep(name: str) -> dict[str, list[str]]:
+  """Variant lists for `python -m hashjax.tools.sweep`; "table2" = Table 2's learned rows.
+
+    python -m hashjax.tools.sweep --config=experiments/veit.py --sweep=table2 --seeds=3 \
+        --workdir=runs/veit_table2 --readme=README.md
+
+  A tensor row trains its stage-1 variant of the same seed first (or reuses it).
+  """
+  if name != "table2":
+    raise ValueError(f"unknown sweep {name!r}; experiments/veit.py has: table2")
+  return {"Table 2: user-agnostic and user-specific models": [
+      "model=imagenet", "model=mcll", "model=tensor", "model=tensor,init=@model=mcll"]}

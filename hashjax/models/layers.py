@@ -7,14 +7,17 @@ import jax.numpy as jnp
 
 
 class MLP(nn.Module):
-  """[Dense -> (BatchNorm) -> ReLU -> (Dropout)] for each width in `features`.
+  """[Dense -> (BatchNorm) -> ReLU -> (Dropout)] for each width in `features`, then, with
+  out_features > 0, a linear Dense layer "out" to that width (outputs of any sign).
 
   Batch norm uses batch statistics in training and running averages (momentum 0.9) otherwise;
-  dropout is active only in training and draws from the "dropout" rng.
+  dropout is active only in training and draws from the "dropout" rng. Every image head is
+  this module, so a head trained by one model loads into another (init_from "image").
   """
   features: Sequence[int]
   dropout_rate: float = 0.0
   batch_norm: bool = False
+  out_features: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -25,7 +28,13 @@ class MLP(nn.Module):
       x = nn.relu(x)
       if self.dropout_rate:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    if self.out_features:
+      x = nn.Dense(self.out_features, name="out")(x)
     return x
+
+  @property
+  def width(self) -> int:
+    return self.out_features or self.features[-1]
 
 
 class TagTable(nn.Module):

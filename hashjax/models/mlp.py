@@ -6,8 +6,9 @@ r"""A multi-label classifier over image features, as a two-tower model (flax).
 The hidden representation is the query and the output layer's rows are the tag table, so the
 classifier shares top-k evaluation, retrieval and every loss with the embedding models. With
 two hidden layers of 4096 and sigmoid cross-entropy it is Park et al.'s HARRISON baseline;
-trained with softmax over one drawn hashtag it is a (user-agnostic) MCLL image model. It reads
-no user input.
+trained with softmax over one drawn hashtag it is a (user-agnostic) MCLL image model; without
+hidden layers (hidden=()) it is a linear classifier on the features themselves (Veit et al.'s
+"ImageNet" row: logistic regression on frozen CNN features). It reads no user input.
 
 Parts: "image" (the MLP) and "tags" (the output layer).
 """
@@ -26,10 +27,12 @@ class _Classifier(nn.Module):
   num_tags: int
   dropout_rate: float
   batch_norm: bool
+  feature_dim: int
 
   def setup(self):
     self.image = layers.MLP(self.hidden, self.dropout_rate, self.batch_norm)
-    self.tags = layers.TagTable(self.num_tags, self.hidden[-1], bias=True)
+    width = self.hidden[-1] if self.hidden else self.feature_dim
+    self.tags = layers.TagTable(self.num_tags, width, bias=True)
 
   def query(self, batch, train: bool):
     return layers.append_one(self.image(batch["features"], train))
@@ -40,8 +43,10 @@ class _Classifier(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class MLPClassifier(FlaxTwoTower):
-  """Attributes: num_tags (from the dataset), hidden widths, dropout rate, batch norm."""
+  """Attributes: num_tags and feature_dim (from the dataset), hidden widths (none: linear),
+  dropout rate, batch norm."""
   num_tags: int
+  feature_dim: int = 0
   hidden: tuple[int, ...] = (512,)
   dropout_rate: float = 0.0
   batch_norm: bool = False
@@ -51,17 +56,20 @@ class MLPClassifier(FlaxTwoTower):
 
   def __post_init__(self):
     object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-    if not self.hidden or min(self.hidden) < 1:
-      raise ValueError(f"hidden must be one or more positive widths, got {self.hidden}")
+    if any(h < 1 for h in self.hidden):
+      raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+    if not self.hidden and self.feature_dim < 1:
+      raise ValueError("a linear classifier (hidden=()) needs the feature_dim")
     if not 0 <= self.dropout_rate < 1:
       raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
   @classmethod
   def from_spec(cls, spec, **hyperparameters):
-    return cls(num_tags=spec.num_tags, **hyperparameters)
+    return cls(num_tags=spec.num_tags, feature_dim=spec.feature_dim, **hyperparameters)
 
   def module(self) -> nn.Module:
-    return _Classifier(self.hidden, self.num_tags, self.dropout_rate, self.batch_norm)
+    return _Classifier(self.hidden, self.num_tags, self.dropout_rate, self.batch_norm,
+                       self.feature_dim)
 
   def report_columns(self) -> dict[str, Any]:
-    return {"hidden": "x".join(map(str, self.hidden))}
+    return {"hidden": "x".join(map(str, self.hidden)) or "linear"}

@@ -42,7 +42,7 @@ def load_run(workdir: str) -> Run:
     metrics = json.load(f)
   config = ml_collections.ConfigDict(metrics["config"])
   dataset = PostDataset(metrics["dataset"])  # the directory the run read, wherever it was
-  model = models.make_model(config.model, dataset.spec)
+  model = models.make_model(config.model, dataset.spec, dataset)
   target = model.init(jax.random.PRNGKey(0), dataset.spec)
   variables = checkpoints.load_selected(workdir, target)
   keep = tag_distribution.keep_probabilities(dataset.tag_counts, config.data.dist)

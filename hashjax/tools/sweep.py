@@ -24,6 +24,7 @@ from hashjax import config as config_lib
 from hashjax.eval import oracles, report
 from hashjax.training import trainer
 
+STAGE_PREFIX = "@"  # init_from.workdir="@VARIANT": that variant's run of the same seed
 REFERENCE_ROWS = {"Freq. baseline": "Global frequency",
                   "Oracle": oracles.Oracle.name}
 
@@ -63,16 +64,30 @@ def apply_override(config, item: str) -> None:
 
 def run_dir(root: str, variant: str, seed: int) -> str:
   """Where the sweep keeps (variant, seed): root/<variant, made path-safe>/seed<i>."""
-  slug = re.sub(r"[^A-Za-z0-9=,._-]", "_", variant) or "default"
-  return os.path.join(root, slug, f"seed{seed}")
+  return os.path.join(root, _slug(variant), f"seed{seed}")
+
+
+def _slug(variant: str) -> str:
+  return re.sub(r"[^A-Za-z0-9=,._-]", "_", variant) or "default"
 
 
 def run_one(module, variant: str, seed: int, workdir: str, overrides) -> dict:
-  """Trains one (variant, seed) unless its workdir already holds a finished run."""
+  """Trains one (variant, seed) unless its workdir already holds a finished run.
+
+  Two-stage variants: a config whose init_from.workdir is "@VARIANT" (";" for "," inside it)
+  starts from that variant's run of the same seed, a sibling of `workdir`, trained first if
+  it is not finished yet.
+  """
   result_path = os.path.join(workdir, "metrics.json")
   config = module.get_config(f"{variant},seed={seed}" if variant else f"seed={seed}")
   for item in overrides:
     apply_override(config, item)
+  if config.init_from.workdir.startswith(STAGE_PREFIX):
+    stage = config.init_from.workdir[len(STAGE_PREFIX):].replace(";", ",")
+    stage_dir = os.path.join(os.path.dirname(os.path.dirname(workdir)), _slug(stage),
+                             os.path.basename(workdir))
+    run_one(module, stage, seed, stage_dir, overrides)
+    config.init_from.workdir = stage_dir
   if os.path.exists(result_path):
     with open(result_path) as f:
       result = json.load(f)

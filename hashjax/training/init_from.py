@@ -69,6 +69,15 @@ def _flatten(tree, prefix: str):
     yield prefix, tree
 
 
+def source_label(workdir: str) -> str:
+  """The row name the run in `workdir` reported (its metrics.json), else its model's name."""
+  path = os.path.join(workdir, "metrics.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)["model"]
+  return _model_name(workdir)
+
+
 def _model_name(workdir: str) -> str:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):

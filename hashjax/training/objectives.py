@@ -12,6 +12,9 @@ plugs into the same trainer.
               (Veit et al.'s MCLL); mean over posts that have a hashtag
     sigmoid   sum over the vocabulary of binary cross-entropy against the multi-hot hashtag set
               (the HARRISON classifier); mean over posts that have a hashtag
+    ncsl      Veit et al.'s negative cosine similarity loss: -cos(query, sum of the post's tag
+              rows), mean over posts with a hashtag whose row is nonzero; for a fixed tag table
+              (the ncsl model's PPMI-SVD rows: a learned one could collapse onto the queries)
     triplet   Veit et al.: the hinge over six in-batch negatives along the tag, image and user
               axes of one uniformly drawn (hashtag, image, user) triplet per post
               (hashjax.losses.triplet); needs a model with `train_axis_scores` (the tensor)
@@ -96,13 +99,51 @@ class SigmoidCrossEntropy:
 
 
 @dataclasses.dataclass(frozen=True)
+class NegativeCosine:
+  """Veit et al.'s NCSL: the query regressed in direction onto the sum of the post's tag rows."""
+  epsilon: float = 1e-12
+  name: ClassVar[str] = "ncsl"
+  inputs: ClassVar[tuple[str, ...]] = ()
+
+  def __call__(self, model, variables, batch, rng):
+    queries, tag_ids, tag_mask, table, _, updates = _two_tower(model, variables, batch, rng)
+    per_post, counted = negative_cosine(queries, table, tag_ids, tag_mask, self.epsilon)
+    return _mean_over(per_post, counted), {}, updates
+
+
+def negative_cosine(queries, table, tag_ids, tag_mask, epsilon: float = 1e-12):
+  r"""(-cos(q_n, t_n) [N], counted [N]) for t_n = sum_{y in post n} table[y].
+
+      cos(q, t) = q . t / (max(|q|^2, eps) max(|t|^2, eps))^(1/2)       (optax's epsilon)
+
+  The floor eps on the squared norms keeps a zero vector at cosine 0, and the query's gradient
+  there at 0, instead of 0 / 0 (the target's gradient is then q / (|q| eps^(1/2)), which only a
+  learned table would feel: the rows of a post that cancel exactly). A post counts if one of
+  its (unmasked) hashtags has a nonzero row: a post without one has no target direction, and
+  would only dilute the mean with a constant 0.
+  """
+  rows = table[jnp.where(tag_mask, tag_ids, 0)]  # [N, T, d]
+  present = tag_mask & (jnp.square(rows).sum(axis=-1) > 0)
+  target = jnp.where(present[..., None], rows, 0.0).sum(axis=-2)
+  per_post = -optax.cosine_similarity(queries, target, epsilon=epsilon)
+  return per_post, present.any(axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
 class Triplet:
-  """Veit et al.'s ranking loss with intermediate and hard negatives on each axis (margin 1)."""
+  """Veit et al.'s ranking loss with intermediate and hard negatives on each axis (margin 1).
+
+  negatives: "both" (the paper's six), or only the three "intermediate" or "hard" ones.
+  """
   margin: float = 1.0
+  negatives: str = "both"
   name: ClassVar[str] = "triplet"
   inputs: ClassVar[tuple[str, ...]] = ("user_index",)
 
   def __call__(self, model, variables, batch, rng):
+    if self.negatives not in ("both", "intermediate", "hard"):
+      raise ValueError(f"loss 'triplet': negatives must be both, intermediate or hard, got "
+                       f"{self.negatives!r}")
     if not hasattr(model, "train_axis_scores"):
       raise ValueError(f"loss 'triplet' scores triplets along the user axis; model "
                        f"{model.name!r} has no train_axis_scores (use the tensor model)")
@@ -116,6 +157,11 @@ class Triplet:
     valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive,
                                      has_positive, batch["user_index"])
     negatives = triplet.choose_negatives(negative_key, scores, valid)
+    if self.negatives == "intermediate":
+      negatives = negatives._replace(hard_exists=jnp.zeros_like(negatives.hard_exists))
+    elif self.negatives == "hard":
+      negatives = negatives._replace(
+          intermediate_exists=jnp.zeros_like(negatives.intermediate_exists))
     per_post, hinges = triplet.triplet_hinge(scores, negatives, self.margin)
     counted = jnp.maximum(has_positive.sum(), 1)
     kinds = [f"{kind}_{axis}" for kind in ("intermediate", "hard") for axis in triplet.AXES]
@@ -128,7 +174,8 @@ def _mean_over(per_post: jax.Array, where: jax.Array) -> jax.Array:
   return jnp.where(where, per_post, 0.0).sum() / jnp.maximum(where.sum(), 1)
 
 
-OBJECTIVES = {cls.name: cls for cls in (Warp, Softmax, SigmoidCrossEntropy, Triplet)}
+OBJECTIVES = {cls.name: cls for cls in (Warp, Softmax, SigmoidCrossEntropy, Triplet,
+                                        NegativeCosine)}
 
 
 def make_objective(loss_config: Any):

@@ -57,6 +57,10 @@ def validate(config) -> None:
     raise ConfigError(f"config.plateau_factor must be in (0, 1], got {config.plateau_factor}")
   if config.num_devices < 0:
     raise ConfigError(f"config.num_devices must be >= 0 (0 = all), got {config.num_devices}")
+  if config.init_from.workdir.startswith("@"):
+    raise ConfigError(f"config.init_from.workdir {config.init_from.workdir!r} names a sweep "
+                      "variant, which only python -m hashjax.tools.sweep resolves; give the "
+                      "workdir of the run to start from")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -119,6 +119,16 @@ def _evaluate(name, model, variables, dataset, split, keep, config) -> dict[str,
                                    batch_size=config.eval.batch_size, keep=keep)[name]
 
 
+def run_label(config, model) -> str:
+  """The run's row name in reports: config.label if the experiment sets one (the same model
+  trained two ways: "MCLL"), else the model's; a run started from another one (init_from)
+  names it too, as the paper's rows do: "Tensor (MCLL)"."""
+  label = config.get("label") or model.label
+  if config.init_from.workdir:
+    label += f" ({init_from_lib.source_label(config.init_from.workdir)})"
+  return label
+
+
 def _write_config(workdir: str, config) -> None:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -155,7 +165,7 @@ def train_and_evaluate(config, workdir: str, dataset: PostDataset | None = None)
 
 def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> dict:
   dataset = dataset or sources.resolve_dataset(config.data)
-  model = models.make_model(config.model, dataset.spec)
+  model = models.make_model(config.model, dataset.spec, dataset)
   objective = objectives.make_objective(config.loss)
   keep = tag_distribution.keep_probabilities(dataset.tag_counts, config.data.dist)
   mesh = make_mesh(config.num_devices)
@@ -226,7 +236,7 @@ def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> di
     checkpoints.close()
     history.close()
 
-  name = model.label
+  name = run_label(config, model)
   logging.info("testing the variables of step %d (validation %s %.4f)",
                schedule["selected_step"], config.plateau_metric, schedule["selected_value"])
   test = _evaluate(name, model, selected, dataset, "test", keep, config)

@@ -68,3 +68,17 @@ def test_batch_norm_updates_its_statistics_in_training_only():
   np.testing.assert_allclose(stats["mean"], 0.1 * pre.mean(axis=0), rtol=1e-4, atol=1e-6)
   before = variables["batch_stats"]["image"]["BatchNorm_0"]["mean"]
   np.testing.assert_array_equal(before, 0.0)  # inference never changes them
+
+
+def test_without_hidden_layers_it_is_a_linear_classifier_on_the_features():
+  model = _model(hidden=())
+  variables = model.init(jax.random.key(0), SPEC)
+  assert sorted(variables["params"]) == ["tags"]
+  batch = _batch()
+  table = variables["params"]["tags"]
+  want = batch["features"] @ table["embedding"].T + table["bias"]
+  np.testing.assert_allclose(model.query(variables, batch) @ model.tags(variables).T, want,
+                             rtol=1e-5, atol=1e-6)
+  assert model.report_columns() == {"hidden": "linear"}
+  with pytest.raises(ValueError, match="positive"):
+    _model(hidden=(4, 0))

@@ -71,4 +71,4 @@ def test_two_stages_mcll_then_tensor_train_end_to_end(tmp_path, tiny_dataset):
   assert np.isfinite(out["test"]["P@1"]) and out["test"]["A@10"] > 0
   history = [json.loads(line) for line in open(tmp_path / "tensor" / "metrics.jsonl")]
   assert any("violated_hard_user" in h for h in history)
-  assert "| Tensor |" in open(tmp_path / "tensor" / "report.md").read()
+  assert "| Tensor (MCLL) |" in open(tmp_path / "tensor" / "report.md").read()

@@ -47,3 +47,19 @@ def test_runs_are_reused_and_tables_are_assembled(tmp_path, monkeypatch):
   assert "±" in text
   with pytest.raises(ValueError, match="markers"):
     sweep.write_into_markdown(str(readme), "other", "x")
+
+
+def test_a_two_stage_variant_trains_its_first_stage_once_and_names_it(tmp_path, monkeypatch):
+  monkeypatch.setenv("HASHJAX_DATA_DIR", str(tmp_path / "data"))
+  module = sweep.load_config_module(os.path.join(REPO_ROOT, "experiments", "veit.py"))
+  small = "preset=tiny,hidden=8,D=4,E=2"
+  tiny = [item for item in TINY if not item.startswith("loss.")]
+  second = f"model=tensor,{small},init=@model=mcll;{small.replace(',', ';')}"
+  run = sweep.run_one(module, second, 0, str(tmp_path / "root" / "v" / "seed0"), tiny)
+  first = tmp_path / "root" / f"model=mcll,{small}" / "seed0"
+  assert (first / "metrics.json").exists()
+  assert run["model"] == "Tensor (MCLL)"
+  assert run["config"]["init_from"]["workdir"] == str(first)
+  mtime = os.path.getmtime(first / "metrics.json")
+  again = sweep.run_one(module, second, 0, str(tmp_path / "root" / "v" / "seed0"), tiny)
+  assert again == run and os.path.getmtime(first / "metrics.json") == mtime

@@ -55,6 +55,13 @@ def test_a_config_that_cannot_run_is_refused_naming_the_field(field, value):
     run_config.validate(config)
 
 
+def test_a_sweep_stage_reference_outside_the_sweep_is_refused():
+  config = _config()
+  config.init_from.workdir = "@model=mcll"
+  with pytest.raises(run_config.ConfigError, match="init_from.workdir '@model=mcll' names a sweep"):
+    run_config.validate(config)
+
+
 def test_an_unknown_plateau_metric_fails_before_training(tmp_path, dataset):
   with pytest.raises(run_config.ConfigError, match="plateau_metric 'MAP'"):
     trainer.train_and_evaluate(_config(plateau_metric="MAP"), str(tmp_path), dataset)
