@@ -13,8 +13,9 @@ from tests.dataset_fixtures import REPO_ROOT
 COMMANDS = ["hashjax.main", "hashjax.tools.sweep", "hashjax.tools.evaluate_baselines",
             "hashjax.tools.tag_kind_report", "data_prep.synthetic", "data_prep.validate",
             "data_prep.hetrec_lastfm", "data_prep.filter_tags",
-            "benchmarks.denton_train_benchmark", "benchmarks.lightfm_comparison", "benchmarks.three_way_grad_benchmark",
-            "benchmarks.topk_benchmark", "benchmarks.warp_benchmark"]
+            "benchmarks.denton_train_benchmark", "benchmarks.lightfm_comparison",
+            "benchmarks.three_way_grad_benchmark", "benchmarks.topk_benchmark",
+            "benchmarks.veit_train_benchmark", "benchmarks.warp_benchmark"]
 
 
 def test_command_modules_import_together_and_define_no_flags_at_import():
