@@ -5,18 +5,25 @@ r"""Veit et al. CVPR'18: user-agnostic image models (MCLL) and the user-specific
       --workdir=runs/veit_tensor_mcll
   python -m hashjax.main --config=experiments/veit.py:model=tensor --workdir=runs/veit_tensor
 
-Variants (after the colon): model in {imagenet (a linear softmax classifier on the features:
-the paper's frozen-ImageNet-features baseline), mcll (stage 1: softmax over the vocabulary
-against one hashtag drawn per post, through the learned head), tensor (stage 2: the tensor model with the triplet hinge over six
-in-batch negatives)}; init (tensor only: the workdir of a stage-1 run whose image head the
-tensor starts from, or "@VARIANT" for that variant's run in a sweep, ";" standing for ","
-inside it; empty: the head starts at random); hidden (the image head's widths, joined
-by +; the last is F), D (hashtag embedding size, the tensor's), E (user embedding size), preset,
-seed, split (temporal, the paper's per-user 90% split; or user_disjoint, whose test users get the
-fallback 1/E user vector). Any field can be overridden with --config.FIELD=VALUE.
+Variants (after the colon):
+- model: imagenet (a linear softmax classifier on the features, the paper's frozen-ImageNet
+  baseline), mcll (stage 1: softmax over the vocabulary against one hashtag drawn per post,
+  through the learned head) or tensor (stage 2: the tensor model with the triplet hinge over
+  six in-batch negatives);
+- init (tensor only): the workdir of a stage-1 run to start from, or "@VARIANT" for that
+  variant's run in a sweep (";" stands for "," inside it); empty: a random start;
+- init_parts: what init loads, joined by +: image, or image+tags (from an MCLL run with D equal
+  to the head's width, and bias=true);
+- shared (a learned W_0 added to every user's W^(k), starting at the identity) and bias
+  (per-hashtag biases): with both, stage 2 starts exactly at an MCLL run's scores;
+- hidden: the image head's widths, joined by +; the last is F;
+- D (hashtag embedding size), E (user embedding size), preset, seed;
+- split: temporal (the paper's per-user 90% split) or user_disjoint (its test users get the
+  fallback 1/E user vector).
+Any field can be overridden with --config.FIELD=VALUE.
 
 The paper fine-tunes a ResNet-50; here the image model is a learned MLP head on the dataset's
-precomputed image features (README, "Departures from the paper").
+precomputed image features (README, "Veit et al.: work in progress").
 """
 
 import ml_collections
@@ -25,7 +32,8 @@ from hashjax import config as config_lib
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  args = config_lib.parse_arg(arg, model="tensor", init="", hidden=(300,), D=300, E=50,
+  args = config_lib.parse_arg(arg, model="tensor", init="", init_parts=("image",),
+                              hidden=(300,), D=300, E=50, shared=False, bias=False,
                               preset="default", seed=0, split="temporal")
   config = config_lib.train_config()
   head = {"hidden": tuple(args.hidden), "dropout_rate": 0.2, "batch_norm": True}
@@ -41,13 +49,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.learning_rate = 0.1  # as experiments/classifier.py: SGD, momentum 0.9
   elif args.model == "tensor":
     config.model = ml_collections.ConfigDict({"name": "tensor", "kwargs": {
-        **head, "tag_dim": args.D, "user_dim": args.E}})
+        **head, "tag_dim": args.D, "user_dim": args.E, "shared_slice": args.shared,
+        "tag_bias": args.bias}})
     # The paper's ranking loss: margin 1, three intermediate and three hard negatives.
     config.loss = ml_collections.ConfigDict({"name": "triplet", "margin": 1.0,
                                              "negatives": "both"})
     config.learning_rate = 0.05
     if args.init:  # the second stage: the image head of a trained user-agnostic model
-      config.init_from = ml_collections.ConfigDict({"workdir": args.init, "parts": ("image",)})
+      config.init_from = ml_collections.ConfigDict({"workdir": args.init,
+                                                    "parts": tuple(args.init_parts)})
   else:
     raise ValueError(f"config argument model={args.model!r}: choose imagenet, mcll or tensor")
   config.data = config_lib.data_config(args.preset, args.seed, args.split)

@@ -22,8 +22,21 @@ tensor is never formed.
 Users unseen in training (`user_train_posts` = 0, the user-disjoint test users) get the constant
 vector 1/E in every entry (W^(k) = the mean of the W_r), as Durand et al. do for Veit's model.
 
+Options beyond the paper's form (off by default), for starting stage 2 where stage 1 ended:
+
+    shared_slice   W^(k) = W_0 + sum_r u_kr W_r with W_0 [D, F] learned and starting at the
+                   identity (a user coordinate fixed at 1): with W small, s = h^T f, the
+                   user-agnostic bilinear score of the stage-1 model
+    tag_bias       a learned bias b_i per hashtag added to s, as MCLL's classifier layer has, so
+                   that its tag table (rows and biases) loads as the tensor's (init_from "tags")
+    image_dim      F from a linear last layer of the head (NCSL's head: hidden then "out")
+
+With both, a tensor loaded from an MCLL run (parts image and tags, D = F) and W = 0 scores
+exactly as the MCLL run did (tests/models/test_tensor.py).
+
 Parts: "image" (the MLP head: the part `init_from` loads from a stage-1 MCLL / NCSL run with
-the same hidden widths), "user" (the embeddings), "tensor" (W) and "tags" (the h_i).
+the same hidden widths), "user" (the embeddings), "tensor" (W), "shared" (W_0, with
+shared_slice) and "tags" (the h_i, and the b_i with tag_bias).
 """
 
 import dataclasses
@@ -38,30 +51,45 @@ from hashjax.models.flax_adapter import FlaxTwoTower
 
 class _Tensor(nn.Module):
   hidden: tuple[int, ...]
+  image_dim: int
   tag_dim: int
   user_dim: int
   num_users: int
   num_tags: int
   dropout_rate: float
   batch_norm: bool
+  shared_slice: bool
+  tag_bias: bool
 
   def setup(self):
-    self.image = layers.MLP(self.hidden, self.dropout_rate, self.batch_norm)
+    self.image = layers.MLP(self.hidden, self.dropout_rate, self.batch_norm,
+                            out_features=self.image_dim)
+    width = self.image_dim or self.hidden[-1]
     self.user = nn.Embed(self.num_users, self.user_dim,
                          embedding_init=nn.initializers.normal(1.0 / self.user_dim ** 0.5))
     # Scaled so that a query W^(k) f starts at the size of f: entries of W_r ~ N(0, 1/F).
-    self.tensor = self.param(
-        "tensor", nn.initializers.normal(1.0 / self.hidden[-1] ** 0.5),
-        (self.user_dim, self.tag_dim, self.hidden[-1]))
-    self.tags = layers.TagTable(self.num_tags, self.tag_dim, bias=False)
+    self.tensor = self.param("tensor", nn.initializers.normal(1.0 / width ** 0.5),
+                             (self.user_dim, self.tag_dim, width))
+    if self.shared_slice:  # W_0, starting as the identity: s = h . f, the stage-1 score
+      self.shared = self.param("shared", lambda _, shape: jnp.eye(*shape), (self.tag_dim, width))
+    self.tags = layers.TagTable(self.num_tags, self.tag_dim, bias=self.tag_bias)
 
   def _user(self, batch):
     seen = (batch["user_train_posts"] > 0)[..., None]
     return jnp.where(seen, self.user(batch["user_index"]), 1.0 / self.user_dim)
 
+  def _split_tags(self, table):
+    """(embeddings [Y, D], biases [Y]; zeros without tag_bias)."""
+    if self.tag_bias:
+      return table[:, :-1], table[:, -1]
+    return table, jnp.zeros(table.shape[:1], table.dtype)
+
   def query(self, batch, train: bool):
     f, u = self.image(batch["features"], train), self._user(batch)
-    return jnp.einsum("...e,edf,...f->...d", u, self.tensor, f)
+    q = jnp.einsum("...e,edf,...f->...d", u, self.tensor, f)
+    if self.shared_slice:
+      q = q + f @ self.shared.T
+    return layers.append_one(q) if self.tag_bias else q
 
   def tag_table(self):
     return self.tags()
@@ -69,9 +97,14 @@ class _Tensor(nn.Module):
   def axis_scores(self, batch, train: bool):
     """(S_tag, S_img, S_user) [B, B] of the positives batch["positive"] (module docstring)."""
     f, u = self.image(batch["features"], train), self._user(batch)
-    h = self.tags()[batch["positive"]]
+    h, bias = self._split_tags(self.tags()[batch["positive"]])
     query, image_side, user_side = axis_sides(self.tensor, f, u, h)
-    return query @ h.T, image_side @ f.T, user_side @ u.T
+    if self.shared_slice:
+      query = query + f @ self.shared.T
+      image_side = image_side + h @ self.shared
+    shared = (h * (f @ self.shared.T)).sum(-1) if self.shared_slice else 0.0  # h_b W_0 f_b
+    return (query @ h.T + bias[None, :], image_side @ f.T + bias[:, None],
+            user_side @ u.T + (shared + bias)[:, None])
 
 
 def axis_sides(tensor, f, u, h):
@@ -97,14 +130,18 @@ def axis_sides(tensor, f, u, h):
 @dataclasses.dataclass(frozen=True)
 class Tensor(FlaxTwoTower):
   """Attributes: the dataset's sizes (from_spec); hidden widths of the image head (the last is
-  F), tag_dim D, user_dim E, dropout rate and batch norm of the head (match stage 1's)."""
+  F unless image_dim > 0), tag_dim D, user_dim E, dropout rate and batch norm of the head
+  (match stage 1's), shared_slice and tag_bias (module docstring)."""
   num_users: int
   num_tags: int
   hidden: tuple[int, ...] = (300,)
+  image_dim: int = 0
   tag_dim: int = 300
   user_dim: int = 50
   dropout_rate: float = 0.0
   batch_norm: bool = False
+  shared_slice: bool = False
+  tag_bias: bool = False
   name: ClassVar[str] = "tensor"
   label: ClassVar[str] = "Tensor"
   inputs: ClassVar[tuple[str, ...]] = ("features", "user_index", "user_train_posts")
@@ -123,12 +160,13 @@ class Tensor(FlaxTwoTower):
     return cls(num_users=spec.num_users, num_tags=spec.num_tags, **hyperparameters)
 
   def module(self) -> nn.Module:
-    return _Tensor(self.hidden, self.tag_dim, self.user_dim, self.num_users, self.num_tags,
-                   self.dropout_rate, self.batch_norm)
+    return _Tensor(self.hidden, self.image_dim, self.tag_dim, self.user_dim, self.num_users,
+                   self.num_tags, self.dropout_rate, self.batch_norm, self.shared_slice,
+                   self.tag_bias)
 
   def train_axis_scores(self, variables, batch: dict[str, Any], positive, rng):
     """((S_tag, S_img, S_user), state updates) in training mode; positive: tag ids [B]."""
     return self.apply_train(variables, "axis_scores", {**batch, "positive": positive}, rng)
 
   def report_columns(self) -> dict[str, Any]:
-    return {"D": self.tag_dim, "E": self.user_dim, "F": self.hidden[-1]}
+    return {"D": self.tag_dim, "E": self.user_dim, "F": self.image_dim or self.hidden[-1]}

@@ -34,29 +34,46 @@ def _batch(seed: int):
           "user_train_posts": np.ones(B, np.int32), "tag_ids": tag_ids, "tag_mask": tag_mask}
 
 
-def _model():
-  return Tensor(num_users=NUM_USERS, num_tags=NUM_TAGS, hidden=(4,), tag_dim=3, user_dim=2)
+# The paper's form, and the options: a shared slice W_0, per-tag biases, a linear head output.
+OPTIONS = [{}, {"shared_slice": True, "tag_bias": True, "image_dim": 3}]
+
+
+def _model(**options):
+  return Tensor(num_users=NUM_USERS, num_tags=NUM_TAGS, hidden=(4,), tag_dim=3, user_dim=2,
+                **options)
 
 
 def _variables(model, seed=0):
   spec = DatasetSpec(feature_dim=5, user_meta_dim=0, num_tags=NUM_TAGS, num_users=NUM_USERS,
                      max_tags_per_post=T)
-  return model.init(jax.random.key(seed), spec)
+  variables = model.init(jax.random.key(seed), spec)
+  if model.shared_slice:  # away from the identity, so that a wrong transpose shows
+    params = dict(variables["params"])
+    params["shared"] = params["shared"] + jax.random.normal(jax.random.key(9),
+                                                            params["shared"].shape)
+    variables = {**variables, "params": params}
+  return variables
 
 
-def _factors(model, variables, batch, positive):
-  """(h [B, D], f [B, F], u [B, E], W [E, D, F]) as numpy."""
-  params = variables["params"]
-  f = model.module().apply(variables, batch["features"], False,
-                           method=lambda m, x, t: m.image(x, t))
-  return (np.asarray(params["tags"]["embedding"])[positive], np.asarray(f),
-          np.asarray(params["user"]["embedding"])[batch["user_index"]],
-          np.asarray(params["tensor"]))
+class _Reference:
+  """Scores of (tag, image of post j, user) by the plain sums over the parameters."""
 
+  def __init__(self, model, variables, batch):
+    params = variables["params"]
+    self.f = np.asarray(model.module().apply(variables, batch["features"], False,
+                                             method=lambda m, x, t: m.image(x, t)))
+    self.h = np.asarray(params["tags"]["embedding"])
+    self.bias = np.asarray(params["tags"]["bias"]) if model.tag_bias else np.zeros(NUM_TAGS)
+    self.u = np.asarray(params["user"]["embedding"])
+    self.W = np.asarray(params["tensor"])
+    self.W0 = np.asarray(params["shared"]) if model.shared_slice else None
 
-def _score(W, h, f, u):
-  return sum(W[r, a, c] * h[a] * f[c] * u[r]
-             for r, a, c in itertools.product(*map(range, W.shape)))
+  def __call__(self, tag, post, user):
+    h, f, u, W = self.h[tag], self.f[post], self.u[user], self.W
+    s = sum(W[r, a, c] * h[a] * f[c] * u[r] for r, a, c in itertools.product(*map(range, W.shape)))
+    if self.W0 is not None:
+      s += h @ self.W0 @ f
+    return s + self.bias[tag]
 
 
 def _observed(batch, tag, post, user) -> bool:
@@ -87,46 +104,50 @@ def test_candidates_are_exactly_the_unobserved_in_batch_triplets(seed):
   assert not valid[:, np.arange(B), np.arange(B)].any()  # never the positive itself
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_axis_scores_are_the_triple_sum_with_one_element_replaced(seed):
-  model = _model()
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("seed", range(2))
+def test_axis_scores_are_the_plain_sums_with_one_element_replaced(seed, options):
+  model = _model(**options)
   variables = _variables(model, seed)
   batch, positive, _ = _positives(seed)
   (s_tag, s_img, s_user), _ = model.train_axis_scores(variables, batch, positive,
                                                       jax.random.key(0))
-  h, f, u, W = _factors(model, variables, batch, positive)
+  score, users = _Reference(model, variables, batch), batch["user_index"]
   for b, c in itertools.product(range(B), range(B)):
-    np.testing.assert_allclose(s_tag[b, c], _score(W, h[c], f[b], u[b]), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(s_img[b, c], _score(W, h[b], f[c], u[b]), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(s_user[b, c], _score(W, h[b], f[b], u[c]), rtol=1e-4, atol=1e-6)
-  # the two-tower query scores the same triplets: q_b . h_c = S_tag[b, c]
+    np.testing.assert_allclose(s_tag[b, c], score(positive[c], b, users[b]), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(s_img[b, c], score(positive[b], c, users[b]), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(s_user[b, c], score(positive[b], b, users[c]), rtol=1e-4,
+                               atol=1e-5)
+  # the two-tower query scores the same triplets: q_b . row_c = S_tag[b, c]
   queries = model.query(variables, batch)
   np.testing.assert_allclose(queries @ model.tags(variables)[positive].T, s_tag, rtol=1e-5,
-                             atol=1e-6)
+                             atol=1e-5)
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_hard_negatives_are_the_best_scoring_unobserved_triplets(seed):
-  model = _model()
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("seed", range(3))
+def test_hard_negatives_are_the_best_scoring_unobserved_triplets(seed, options):
+  model = _model(**options)
   variables = _variables(model, seed)
   batch, positive, has = _positives(seed)
   scores = jnp.stack(model.train_axis_scores(variables, batch, positive, jax.random.key(0))[0])
   valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive, has,
                                    batch["user_index"])
   negatives = triplet.choose_negatives(jax.random.key(1), scores, valid)
-  h, f, u, W = _factors(model, variables, batch, positive)
-  users = batch["user_index"]
+  score, users = _Reference(model, variables, batch), batch["user_index"]
   for b in range(B):
     if not has[b]:
       assert not np.asarray(negatives.hard_exists[:, b]).any()
       continue
     # every in-batch triplet differing from b's positive in one element, brute force
     along = {
-        0: [(_score(W, h[c], f[b], u[b]), c) for c in range(B)
+        0: [(score(positive[c], b, users[b]), c) for c in range(B)
             if has[c] and not _observed(batch, positive[c], b, users[b])],
-        1: [(_score(W, h[b], f[c], u[b]), c) for c in range(B)
+        1: [(score(positive[b], c, users[b]), c) for c in range(B)
             if has[c] and not _observed(batch, positive[b], c, users[b])],
-        2: [(_score(W, h[b], f[b], u[c]), c) for c in range(B)
+        2: [(score(positive[b], b, users[c]), c) for c in range(B)
             if has[c] and not _observed(batch, positive[b], b, users[c])],
     }
     for axis, candidates in along.items():
@@ -136,7 +157,7 @@ def test_hard_negatives_are_the_best_scoring_unobserved_triplets(seed):
         chosen = int(negatives.hard[axis, b])
         assert chosen in [c for _, c in candidates]
         np.testing.assert_allclose(dict((c, s) for s, c in candidates)[chosen], best,
-                                   rtol=1e-5)
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_intermediate_negatives_are_uniform_over_the_valid_candidates():
@@ -173,9 +194,10 @@ def test_hinge_on_a_hand_computed_case():
   assert hinges.shape == (6, 2)
 
 
-def test_objective_gradient_equals_autodiff_of_the_naive_triple_sum():
+@pytest.mark.parametrize("options", OPTIONS)
+def test_objective_gradient_equals_autodiff_of_the_naive_triple_sum(options):
   """The loss through [B, B] contractions has the gradient of the plain B x B x B version."""
-  model, objective = _model(), objectives.Triplet()
+  model, objective = _model(**options), objectives.Triplet()
   variables = _variables(model, 3)
   batch = {k: jnp.asarray(v) for k, v in _batch(3).items()}
   rng = jax.random.key(7)
@@ -189,6 +211,10 @@ def test_objective_gradient_equals_autodiff_of_the_naive_triple_sum():
     f = model.module().apply(v, batch["features"], False, method=lambda m, x, t: m.image(x, t))
     u = params["user"]["embedding"][batch["user_index"]]
     full = jnp.einsum("rac,ia,jc,kr->ijk", params["tensor"], h, f, u)  # every in-batch triplet
+    if model.shared_slice:
+      full = full + jnp.einsum("ac,ia,jc->ij", params["shared"], h, f)[:, :, None]
+    if model.tag_bias:
+      full = full + params["tags"]["bias"][positive][:, None, None]
     b, c = jnp.arange(B)[:, None], jnp.arange(B)[None, :]
     scores = jnp.stack([full[c, b, b], full[b, c, b], full[b, b, c]])
     valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive, has,

@@ -10,6 +10,7 @@ import pytest
 
 from hashjax.data.spec import DatasetSpec
 from hashjax.models import make_model
+from hashjax.models.mlp import MLPClassifier
 from hashjax.models.tensor import Tensor
 from hashjax.training import trainer
 from tests.dataset_fixtures import tiny_train_config
@@ -48,6 +49,22 @@ def test_a_user_unseen_in_training_gets_the_mean_weight_matrix_whatever_its_inde
   np.testing.assert_array_equal(model.query(variables, unseen), model.query(variables, moved))
   seen = np.asarray(model.query(variables, batch))
   assert not np.allclose(seen[0], np.asarray(model.query(variables, unseen))[0])
+
+
+def test_with_a_shared_slice_and_tag_biases_it_starts_where_the_mcll_classifier_ends():
+  """Stage 2 from MCLL's image head and tag table: W_0 = I and W = 0 give MCLL's scores."""
+  classifier = MLPClassifier(num_tags=6, feature_dim=5, hidden=(3,))
+  stage1 = classifier.init(jax.random.key(1), SPEC)
+  model = Tensor(num_users=4, num_tags=6, hidden=(3,), tag_dim=3, user_dim=3, shared_slice=True,
+                 tag_bias=True)
+  variables = model.init(jax.random.key(0), SPEC)
+  params = {**variables["params"], "image": stage1["params"]["image"],
+            "tags": stage1["params"]["tags"],
+            "tensor": np.zeros_like(variables["params"]["tensor"])}
+  batch = _setup()[2]
+  np.testing.assert_allclose(
+      model.query({"params": params}, batch) @ model.tags({"params": params}).T,
+      classifier.query(stage1, batch) @ classifier.tags(stage1).T, rtol=1e-5, atol=1e-6)
 
 
 def test_built_from_the_config_with_the_datasets_sizes():

@@ -11,7 +11,8 @@ from hashjax.tools import sweep
 from tests.dataset_fixtures import REPO_ROOT
 
 COMMANDS = ["hashjax.main", "hashjax.tools.sweep", "hashjax.tools.evaluate_baselines",
-            "hashjax.tools.tag_kind_report", "data_prep.synthetic", "data_prep.validate",
+            "hashjax.tools.tag_kind_report", "hashjax.tools.top_tag_popularity",
+            "data_prep.synthetic", "data_prep.validate",
             "data_prep.hetrec_lastfm", "data_prep.filter_tags",
             "benchmarks.denton_train_benchmark", "benchmarks.lightfm_comparison",
             "benchmarks.three_way_grad_benchmark", "benchmarks.topk_benchmark",
