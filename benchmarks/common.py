@@ -6,6 +6,10 @@ import time
 import jax
 import jax.numpy as jnp
 
+from hashjax.training.objectives import make_objective
+from hashjax.training.optimizers import make_optimizer
+from hashjax.training.trainer import TrainState, make_train_step
+
 
 def timed(fn, min_seconds: float) -> float:
   """Seconds per call of fn(), after one warm-up call that also compiles.
@@ -42,3 +46,17 @@ def matmul_peak(min_seconds: float = 2.0) -> float:
   a = jnp.ones((2048, 2048), jnp.float32)
   f = jax.jit(lambda x: x @ x)
   return 2 * 2048 ** 3 / timed(lambda: f(a), min_seconds)
+
+
+def train_step_and_state(config, model, spec, seed: int):
+  """What every step benchmark times: (step, state, objective, tx) with the trainer's step for
+  config's loss and optimizer, jitted with the state donated as train_and_evaluate does, and
+  the initial TrainState of `model`."""
+  init_key, state_key = jax.random.split(jax.random.PRNGKey(seed))
+  variables = model.init(init_key, spec)
+  params = variables["params"]
+  model_state = {k: v for k, v in variables.items() if k != "params"}
+  objective, tx = make_objective(config.loss), make_optimizer(config, params)
+  state = TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params), state_key)
+  step = jax.jit(make_train_step(model, objective, tx, tuple(config.frozen)), donate_argnums=0)
+  return step, state, objective, tx

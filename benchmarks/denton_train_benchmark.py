@@ -57,14 +57,11 @@ import numpy as np
 import optax
 
 from experiments import denton as denton_experiment
-from benchmarks.common import matmul_peak, median_seconds
+from benchmarks.common import matmul_peak, median_seconds, train_step_and_state
 from hashjax import models
 from hashjax.data.spec import DatasetSpec
 from hashjax.eval import topk
 from hashjax.losses import warp
-from hashjax.training.objectives import make_objective
-from hashjax.training.optimizers import make_optimizer
-from hashjax.training.trainer import TrainState, make_train_step
 
 
 def define_flags() -> None:
@@ -269,14 +266,7 @@ def run_model(name: str, world, pool, eval_pool, positives: float, peak: float) 
   config.batch_size = f.batch_size
   kwargs = dict(config.model.kwargs, **extra)
   model = models.make_model({"name": model_name, "kwargs": kwargs}, SPEC)
-  objective = make_objective(config.loss)
-  init_key, state_key = jax.random.split(jax.random.PRNGKey(f.seed + 1))
-  variables = model.init(init_key, SPEC)
-  params = variables["params"]
-  model_state = {k: v for k, v in variables.items() if k != "params"}
-  tx = make_optimizer(config, params)
-  state = TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params), state_key)
-  step = jax.jit(make_train_step(model, objective, tx, tuple(config.frozen)), donate_argnums=0)
+  step, state, objective, tx = train_step_and_state(config, model, SPEC, f.seed + 1)
   flops = useful_flops(model_name, model, f.batch_size, positives)
   b = f.batch_size
 
