@@ -17,7 +17,7 @@ The checks come in three tiers, by what they cost:
 
 import os
 import zipfile
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -313,6 +313,15 @@ class PostDataset:
     raise fmt.DatasetError(f"{shard['path']}: record {int(local_row)} (post_id "
                            f"{int(shard['post_id'][local_row])}): {message}")
 
+  def read_chunks(self, rows, *, chunk: int = 8192, fields=("row",)
+                  ) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """(rows[i:i + chunk], read(those rows, fields)) for consecutive chunks of `rows`: a whole
+    split or dataset in bounded memory (fields=("row",): just the hashtags, always read)."""
+    rows = np.asarray(rows, np.int64)
+    for start in range(0, len(rows), chunk):
+      part = rows[start:start + chunk]
+      yield part, self.read(part, fields=fields)
+
   def validate(self, chunk: int = 8192) -> int:
     """Reads every record once (all per-batch checks) and scans the whole dataset; returns N.
 
@@ -329,8 +338,8 @@ class PostDataset:
         raise fmt.DatasetError(f"{os.path.join(self.directory, fmt.WORD_VECTORS_FILE)}: row {t} "
                                f"(hashtag {self.vocab[t]!r}) contains NaN or inf")
     self._validate_other_arrays()
-    for start in range(0, self.num_posts, chunk):
-      self.read(np.arange(start, min(start + chunk, self.num_posts)))
+    for _ in self.read_chunks(np.arange(self.num_posts), chunk=chunk, fields=None):
+      pass
     return self.num_posts
 
   def _validate_row_order(self) -> None:

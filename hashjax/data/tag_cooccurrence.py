@@ -86,10 +86,9 @@ def cooccurrence_counts(tag_ids: np.ndarray, tag_mask: np.ndarray,
 
 def training_cooccurrence(dataset, chunk: int = 8192) -> scipy.sparse.csr_matrix:
   """C [Y, Y] over the training posts of a PostDataset (read in chunks, hashtags only)."""
-  rows = dataset.split_rows("train")
   counts = scipy.sparse.csr_matrix((dataset.num_tags, dataset.num_tags))
-  for start in range(0, len(rows), chunk):
-    batch = dataset.read(rows[start:start + chunk], fields=("row",))  # no max_tags: none cut
+  # no max_tags: no hashtag is cut
+  for _, batch in dataset.read_chunks(dataset.split_rows("train"), chunk=chunk):
     counts = counts + cooccurrence_counts(batch["tag_ids"], batch["tag_mask"], dataset.num_tags)
   return counts.tocsr()
 

@@ -165,9 +165,7 @@ def plan_filters(dataset: PostDataset, options: FilterOptions,
   # One pass over the hashtags: per post, how many it has and how many are in H.
   lengths, in_vocab = np.zeros(n, np.int64), np.zeros(n, np.int64)
   by_reason = np.zeros(1 + len(TAG_REASONS), np.int64)  # assignments, by tag_reason code
-  for start in range(0, n, read_rows):
-    rows = np.arange(start, min(n, start + read_rows))
-    batch = dataset.read(rows, fields=("row",))  # hashtags always come back, checked
+  for rows, batch in dataset.read_chunks(np.arange(n), chunk=read_rows):  # hashtags, checked
     mask = batch["tag_mask"]
     reason = tag_reason[np.where(mask, batch["tag_ids"], 0)]
     lengths[rows], in_vocab[rows] = mask.sum(axis=1), (mask & (reason == 0)).sum(axis=1)
@@ -321,9 +319,8 @@ def _write_posts(writer: DatasetWriter, dataset: PostDataset, plan: FilterPlan,
   fields = ["post_id", "user_id", "timestamp", "features", "user_meta"]
   fields += ["caption_ids", "caption_mask"] if dataset.has_captions else []
   assignments = 0
-  for start in range(0, len(plan.rows), WRITE_ROWS):
-    rows = plan.rows[start:start + WRITE_ROWS]
-    batch = dataset.read(rows, fields=fields)
+  for start, (rows, batch) in zip(range(0, len(plan.rows), WRITE_ROWS),
+                                  dataset.read_chunks(plan.rows, chunk=WRITE_ROWS, fields=fields)):
     ids = np.where(batch["tag_mask"], batch["tag_ids"], 0)
     keep = batch["tag_mask"] & (plan.tag_reason[ids] == 0)
     new = new_id[ids]

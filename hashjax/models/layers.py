@@ -37,6 +37,16 @@ class MLP(nn.Module):
     return self.out_features or self.features[-1]
 
 
+def head_widths(hidden, dropout_rate: float) -> tuple[int, ...]:
+  """An MLP head's hidden widths as a tuple of ints, checked along with its dropout rate."""
+  hidden = tuple(int(h) for h in hidden)
+  if any(h < 1 for h in hidden):
+    raise ValueError(f"hidden widths must be positive, got {hidden}")
+  if not 0 <= dropout_rate < 1:
+    raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
+  return hidden
+
+
 class TagTable(nn.Module):
   """A learned table of hashtag embeddings [Y, d], with an optional bias per hashtag.
 

@@ -55,13 +55,9 @@ class MLPClassifier(FlaxTwoTower):
   inputs: ClassVar[tuple[str, ...]] = ("features",)
 
   def __post_init__(self):
-    object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-    if any(h < 1 for h in self.hidden):
-      raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+    object.__setattr__(self, "hidden", layers.head_widths(self.hidden, self.dropout_rate))
     if not self.hidden and self.feature_dim < 1:
       raise ValueError("a linear classifier (hidden=()) needs the feature_dim")
-    if not 0 <= self.dropout_rate < 1:
-      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
   @classmethod
   def from_spec(cls, spec, **hyperparameters):

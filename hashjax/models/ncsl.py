@@ -92,14 +92,10 @@ class NCSL(FlaxTwoTower):
   inputs: ClassVar[tuple[str, ...]] = ("features",)
 
   def __post_init__(self):
-    object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+    object.__setattr__(self, "hidden", layers.head_widths(self.hidden, self.dropout_rate))
     object.__setattr__(self, "embeddings", np.asarray(self.embeddings, np.float32))
     if self.embeddings.ndim != 2 or min(self.embeddings.shape) < 1:
       raise ValueError(f"embeddings must be a [num_tags, D] table, got {self.embeddings.shape}")
-    if self.hidden and min(self.hidden) < 1:
-      raise ValueError(f"hidden widths must be positive, got {self.hidden}")
-    if not 0 <= self.dropout_rate < 1:
-      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
   @classmethod
   def from_dataset(cls, dataset, dim: int = 300, **hyperparameters):

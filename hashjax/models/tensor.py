@@ -147,13 +147,11 @@ class Tensor(FlaxTwoTower):
   inputs: ClassVar[tuple[str, ...]] = ("features", "user_index", "user_train_posts")
 
   def __post_init__(self):
-    object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-    if not self.hidden or min(self.hidden) < 1:
-      raise ValueError(f"hidden must be one or more positive widths, got {self.hidden}")
+    object.__setattr__(self, "hidden", layers.head_widths(self.hidden, self.dropout_rate))
+    if not self.hidden and self.image_dim < 1:
+      raise ValueError("the image head needs hidden layers or an image_dim")
     if self.tag_dim < 1 or self.user_dim < 1:
       raise ValueError(f"tag_dim and user_dim must be >= 1, got {self.tag_dim}, {self.user_dim}")
-    if not 0 <= self.dropout_rate < 1:
-      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
   @classmethod
   def from_spec(cls, spec, **hyperparameters):

@@ -14,7 +14,7 @@ this tool measures whether its first choices drift towards them.
 from absl import app, flags
 import numpy as np
 
-from hashjax.data import pipeline
+from hashjax.eval import evaluate
 from hashjax.tools import runs
 
 
@@ -24,23 +24,14 @@ def define_flags() -> None:
   flags.DEFINE_string("split", "test", "Which split to score.")
 
 
-def top1_popularity(model, variables, dataset, split: str = "test",
+def top1_popularity(scorer, dataset, split: str = "test", keep=None,
                     batch_size: int = 1024) -> dict[str, float]:
   """A@1 and the popularity of the top-1 hashtags over a split (module docstring)."""
-  top, hit, true_ranks = [], [], []
-  table = np.asarray(model.tags(variables))
-  for batch in pipeline.eval_batches(dataset, split, batch_size=batch_size,
-                                     fields=list(model.inputs)):
-    valid = batch["valid"]
-    first = (np.asarray(model.query(variables, batch)) @ table.T).argmax(-1)[valid]
-    tags, mask = batch["tag_ids"][valid], batch["tag_mask"][valid]
-    top.append(first)
-    hit.append(((tags == first[:, None]) & mask).any(-1))
-    true_ranks.append(tags[mask])
-  top = np.concatenate(top)
-  return {"A@1": float(np.concatenate(hit).mean()), "median_rank": float(np.median(top)),
-          "share_top100": float(np.mean(top < 100)),
-          "true_median_rank": float(np.median(np.concatenate(true_ranks))),
+  out = evaluate.predict_top_k(scorer, dataset, split, k=1, batch_size=batch_size, keep=keep)
+  top, true_ids, true_mask = out["pred_ids"][:, 0], out["true_ids"], out["true_mask"]
+  return {"A@1": float(((true_ids == top[:, None]) & true_mask).any(-1).mean()),
+          "median_rank": float(np.median(top)), "share_top100": float(np.mean(top < 100)),
+          "true_median_rank": float(np.median(true_ids[true_mask])),
           "distinct": int(len(np.unique(top)))}
 
 
@@ -48,7 +39,7 @@ def main(argv):
   del argv
   for workdir in flags.FLAGS.workdir:
     run = runs.load_run(workdir)
-    s = top1_popularity(run.model, run.variables, run.dataset, flags.FLAGS.split)
+    s = top1_popularity(run.scorer(), run.dataset, flags.FLAGS.split, keep=run.keep)
     print(f"{run.metrics['model']}: A@1 {100 * s['A@1']:.2f}; top-1 hashtags' frequency rank "
           f"median {s['median_rank']:.0f} (true hashtags' {s['true_median_rank']:.0f}), "
           f"{100 * s['share_top100']:.0f}% among the 100 most frequent, {s['distinct']} distinct "

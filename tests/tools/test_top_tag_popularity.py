@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 
+from hashjax.eval import evaluate
 from hashjax.models.tensor import Tensor
 from hashjax.tools import top_tag_popularity
 
@@ -10,7 +11,8 @@ from hashjax.tools import top_tag_popularity
 def test_popularity_of_the_first_ranked_hashtags_by_hand(tiny_dataset):
   model = Tensor.from_spec(tiny_dataset.spec, hidden=(8,), tag_dim=4, user_dim=2)
   variables = model.init(jax.random.key(0), tiny_dataset.spec)
-  got = top_tag_popularity.top1_popularity(model, variables, tiny_dataset, batch_size=64)
+  scorer = evaluate.TwoTowerScorer("tensor", model, variables)
+  got = top_tag_popularity.top1_popularity(scorer, tiny_dataset, batch_size=64)
   rows = tiny_dataset.split_rows("test")
   batch = tiny_dataset.read(rows, fields=list(model.inputs))
   first = (np.asarray(model.query(variables, batch)) @ np.asarray(model.tags(variables)).T
