@@ -4,19 +4,29 @@ r"""Veit et al. CVPR'18: user-agnostic image models (MCLL) and the user-specific
   python -m hashjax.main --config=experiments/veit.py:model=tensor,init=runs/veit_mcll \
       --workdir=runs/veit_tensor_mcll
   python -m hashjax.main --config=experiments/veit.py:model=tensor --workdir=runs/veit_tensor
+  python -m hashjax.main --config=experiments/veit.py:model=ncsl --workdir=runs/veit_ncsl
+  python -m hashjax.main --config=experiments/veit.py:model=mlp,init=runs/veit_ncsl,image_dim=300 \
+      --workdir=runs/veit_mlp_ncsl
 
 Variants (after the colon):
 - model: imagenet (a linear softmax classifier on the features, the paper's frozen-ImageNet
   baseline), mcll (stage 1: softmax over the vocabulary against one hashtag drawn per post,
-  through the learned head) or tensor (stage 2: the tensor model with the triplet hinge over
-  six in-batch negatives);
-- init (tensor only): the workdir of a stage-1 run to start from, or "@VARIANT" for that
+  through the learned head), ncsl (stage 1: the head regressed onto fixed PPMI-SVD hashtag
+  embeddings of size D by the negative cosine loss), tensor (stage 2: the tensor model with the
+  triplet hinge over six in-batch negatives) or mlp (stage 2: the embeddings concatenated and
+  scored by an MLP of `scorer` widths, same loss);
+- init (tensor, mlp): the workdir of a stage-1 run to start from, or "@VARIANT" for that
   variant's run in a sweep (";" stands for "," inside it); empty: a random start;
 - init_parts: what init loads, joined by +: image, or image+tags (from an MCLL run with D equal
   to the head's width, and bias=true);
+- image_dim: F from a linear layer on top of the hidden ones (0: none); a head loaded from an
+  ncsl run has that layer, so set image_dim to that run's D;
 - shared (a learned W_0 added to every user's W^(k), starting at the identity) and bias
   (per-hashtag biases): with both, stage 2 starts exactly at an MCLL run's scores;
-- hidden: the image head's widths, joined by +; the last is F;
+- hidden: the image head's widths, joined by +; the last is F unless image_dim is set;
+- scorer (mlp): the scoring MLP's hidden widths, joined by +;
+- tags_from (tensor, mlp): where the tag axis's negatives come from: batch (the paper's: the
+  other posts' hashtags) or vocabulary (every hashtag);
 - D (hashtag embedding size), E (user embedding size), preset, seed;
 - split: temporal (the paper's per-user 90% split) or user_disjoint (its test users get the
   fallback 1/E user vector).
@@ -33,10 +43,11 @@ from hashjax import config as config_lib
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = config_lib.parse_arg(arg, model="tensor", init="", init_parts=("image",),
-                              hidden=(300,), D=300, E=50, shared=False, bias=False,
-                              preset="default", seed=0, split="temporal")
+                              hidden=(300,), image_dim=0, D=300, E=50, shared=False, bias=False,
+                              scorer=(300,), tags_from="batch", preset="default", seed=0, split="temporal")
   config = config_lib.train_config()
   head = {"hidden": tuple(args.hidden), "dropout_rate": 0.2, "batch_norm": True}
+  user_specific = {**head, "image_dim": args.image_dim, "tag_dim": args.D, "user_dim": args.E}
   if args.model == "imagenet":  # logistic regression (softmax) on the frozen features
     config.model = ml_collections.ConfigDict({"name": "mlp", "kwargs": {"hidden": ()}})
     config.loss = ml_collections.ConfigDict({"name": "softmax"})
@@ -47,23 +58,43 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.loss = ml_collections.ConfigDict({"name": "softmax"})
     config.label = "MCLL"
     config.learning_rate = 0.1  # as experiments/classifier.py: SGD, momentum 0.9
-  elif args.model == "tensor":
-    config.model = ml_collections.ConfigDict({"name": "tensor", "kwargs": {
-        **head, "tag_dim": args.D, "user_dim": args.E, "shared_slice": args.shared,
-        "tag_bias": args.bias}})
+  elif args.model == "ncsl":
+    # The head ends in a linear layer onto R^D, the fixed PPMI-SVD rows' space; they never move.
+    config.model = ml_collections.ConfigDict({"name": "ncsl", "kwargs": {**head,
+                                                                         "dim": args.D}})
+    config.loss = ml_collections.ConfigDict({"name": "ncsl"})
+    config.frozen = ("tags",)
+    config.learning_rate = 0.1
+  elif args.model in ("tensor", "mlp"):
+    if args.model == "tensor":
+      config.model = ml_collections.ConfigDict({"name": "tensor", "kwargs": {
+          **user_specific, "shared_slice": args.shared, "tag_bias": args.bias}})
+    else:
+      config.model = ml_collections.ConfigDict({"name": "concat_mlp", "kwargs": {
+          **user_specific, "scorer_hidden": tuple(args.scorer)}})
     # The paper's ranking loss: margin 1, three intermediate and three hard negatives.
     config.loss = ml_collections.ConfigDict({"name": "triplet", "margin": 1.0,
-                                             "negatives": "both"})
+                                             "negatives": "both",
+                                             "tag_candidates": args.tags_from})
     config.learning_rate = 0.05
     if args.init:  # the second stage: the image head of a trained user-agnostic model
       config.init_from = ml_collections.ConfigDict({"workdir": args.init,
                                                     "parts": tuple(args.init_parts)})
   else:
-    raise ValueError(f"config argument model={args.model!r}: choose imagenet, mcll or tensor")
+    raise ValueError(f"config argument model={args.model!r}: choose imagenet, mcll, ncsl, "
+                     "tensor or mlp")
   config.data = config_lib.data_config(args.preset, args.seed, args.split)
   config.seed = args.seed
   config.plateau_start_step = 1000
   return config
+
+
+# Table 2's reference rows and metrics (hashjax.tools.sweep): both frequency baselines, and on
+# synthetic data the oracle that sees only the image (the ceiling of a user-agnostic model) and
+# the one that knows the true distribution (the ceiling of every model).
+REFERENCE_ROWS = {name: name for name in ("Global frequency", "User-specific frequency",
+                                          "Oracle, image only", "Oracle (true distribution)")}
+TABLE_COLUMNS = ("A@1", "A@10")
 
 
 def get_sweep(name: str) -> dict[str, list[str]]:

@@ -3,7 +3,9 @@
 A *scorer* is anything with a `name`, the batch `fields` it reads and
 `scores(batch, tag_start, tag_stop) -> [B, tag_stop - tag_start]` (baselines, oracles). A
 trained two-tower model is evaluated through `TwoTowerScorer`, whose top-k runs on the jitted
-two-tower path instead (queries against the tag table in chunks).
+two-tower path instead (queries against the tag table in chunks); a trained model that is not
+two towers (its `scores(variables, batch, tag_ids)`) through `PairScorer`. `model_scorer`
+chooses between them.
 
 Many processes (jax.distributed): each process scores a contiguous slice of the split's rows
 (pipeline.eval_batches' process slices), and `predict_top_k` gathers the slices back in process
@@ -65,6 +67,38 @@ class TwoTowerScorer:
           process_index=process_index, process_count=process_count)
     return pipeline.eval_batches(dataset, split, batch_size=batch_size, fields=self.fields,
                                  process_index=process_index, process_count=process_count)
+
+
+class PairScorer:
+  """A trained model scored hashtag by hashtag (model.scores), as a generic scorer.
+
+  The vocabulary range of a call is scored in jitted blocks of `tag_block` hashtags (the last
+  one padded), so compiled shapes do not depend on the range and memory is bounded by the
+  model's work for batch x tag_block pairs.
+  """
+
+  def __init__(self, name: str, model, variables, *, tag_block: int = 128):
+    self.name, self.model, self.variables = name, model, local_copy(variables)
+    self.fields = tuple(model.inputs)
+    self.tag_block = tag_block
+    self._scores = jax.jit(model.scores)
+
+  def scores(self, batch: dict[str, Any], tag_start: int, tag_stop: int) -> np.ndarray:
+    inputs = {k: batch[k] for k in self.fields}
+    blocks = []
+    for start in range(tag_start, tag_stop, self.tag_block):
+      ids = np.minimum(np.arange(start, start + self.tag_block), tag_stop - 1)
+      blocks.append(np.asarray(self._scores(self.variables, inputs, ids))[:, :tag_stop - start])
+    return np.concatenate(blocks, axis=1)
+
+
+def model_scorer(name: str, model, variables, *, seq_len: int = 0, context_len: int = 0):
+  """The scorer of a trained model: TwoTowerScorer if it has a tag table, else PairScorer."""
+  if hasattr(model, "tags"):
+    return TwoTowerScorer(name, model, variables, seq_len=seq_len, context_len=context_len)
+  if model.layout != "posts":
+    raise ValueError(f"{name}: a model without a tag table is evaluated on posts, not sequences")
+  return PairScorer(name, model, variables)
 
 
 def local_copy(variables):

@@ -14,6 +14,12 @@ and the post's loss is the hinge summed over the (up to) six negatives,
 averaged over the posts that have a hashtag. S_a[b, c] is the score of t_b with its element on
 axis a replaced by c's (the model's `axis_scores`); s(t_b) is the diagonal.
 
+The tag axis may instead take its candidates from the whole vocabulary (`num_tags`): the
+intermediate negative is then a hashtag drawn uniformly from the vocabulary and the hard one
+the best-scoring hashtag of all, post b's own excluded. In-batch candidates are other posts'
+positives, so a hashtag is a negative about as often as it is a positive and rare hashtags are
+almost never pushed down; vocabulary candidates reach every hashtag (README, Veit et al.).
+
 A negative is never an observed triplet (a post's own hashtag with its own image and user):
 
     tag axis    c is valid unless i_c is one of post b's hashtags (i_c = i_b included)
@@ -41,41 +47,54 @@ class Negatives(NamedTuple):
   hard_exists: jax.Array
 
 
-def valid_candidates(tag_ids, tag_mask, positive, has_positive, user):
-  """[3, B, B] bool: valid[a, b, c] iff c may replace b's element on axis a (module doc).
+def valid_candidates(tag_ids, tag_mask, positive, has_positive, user, num_tags: int = 0):
+  """(tag [B, C], image [B, B], user [B, B]) bool: valid[a][b, c] iff c may replace b's
+  element on axis a (module doc). With num_tags > 0 the tag axis's candidates are the whole
+  vocabulary (C = num_tags, candidate c is hashtag c), else the batch's positives (C = B).
 
   tag_ids int [B, T], tag_mask bool [B, T]: each post's hashtags; positive int [B] the drawn
   hashtag; has_positive bool [B]; user int [B] the dense user index.
   """
   # carries[b, c]: post c carries b's positive i_b
   carries = ((tag_ids[None, :, :] == positive[:, None, None]) & tag_mask[None]).any(-1)
-  own_tag = carries.T  # own_tag[b, c]: post b carries c's positive i_c
   same_user = user[:, None] == user[None, :]
   image_observed = same_user & carries
   usable = has_positive[:, None] & has_positive[None, :]
-  return jnp.stack([~own_tag, ~image_observed, ~same_user]) & usable[None]
+  if num_tags:  # own_tag[b, v]: post b carries hashtag v
+    own_tag = jnp.zeros((len(tag_ids), num_tags), bool).at[
+        jnp.arange(len(tag_ids))[:, None], jnp.where(tag_mask, tag_ids, 0)].max(tag_mask)
+    tag_valid = ~own_tag & has_positive[:, None]
+  else:  # own_tag[b, c]: post b carries c's positive i_c
+    tag_valid = ~carries.T & usable
+  return tag_valid, ~image_observed & usable, ~same_user & usable
 
 
 def choose_negatives(rng, scores, valid) -> Negatives:
   """One intermediate (uniform) and one hard (argmax) candidate per post and axis.
 
-  scores: [3, B, B] (S_tag, S_img, S_user); valid: [3, B, B] from valid_candidates.
+  scores: (S_tag, S_img, S_user), each [B, C_a]; valid: the same shapes, from
+  valid_candidates (a stacked [3, B, B] array works for both, in-batch candidates).
   """
-  scores = jax.lax.stop_gradient(scores)
-  exists = valid.any(-1)
-  uniform = jax.random.categorical(rng, jnp.where(valid, 0.0, -jnp.inf), axis=-1)
-  hard = jnp.argmax(jnp.where(valid, scores, -jnp.inf), axis=-1)
+  out = {"uniform": [], "hard": [], "exists": []}
+  for key, s, v in zip(jax.random.split(rng, len(AXES)), scores, valid):
+    s = jax.lax.stop_gradient(s)
+    out["exists"].append(v.any(-1))
+    out["uniform"].append(jax.random.categorical(key, jnp.where(v, 0.0, -jnp.inf), axis=-1))
+    out["hard"].append(jnp.argmax(jnp.where(v, s, -jnp.inf), axis=-1))
+  uniform, hard, exists = (jnp.stack(out[k]) for k in ("uniform", "hard", "exists"))
   return Negatives(uniform, exists, hard, exists)
 
 
 def triplet_hinge(scores, negatives: Negatives, margin: float = 1.0):
   """Per-post hinge summed over the chosen negatives [B], and the per-negative hinges [6, B]
-  (intermediate tag, image, user, then hard tag, image, user)."""
-  positive = jnp.diagonal(scores[0])
+  (intermediate tag, image, user, then hard tag, image, user). scores as choose_negatives';
+  the positive s(t_b) is the diagonal of S_img (S_tag's too when its candidates are the batch)."""
+  positive = jnp.diagonal(scores[1])
   hinges = []
   for chosen, exists in ((negatives.intermediate, negatives.intermediate_exists),
                          (negatives.hard, negatives.hard_exists)):
-    negative = jnp.take_along_axis(scores, chosen[..., None], axis=-1)[..., 0]  # [3, B]
-    hinges.append(jnp.where(exists, jax.nn.relu(margin + negative - positive[None]), 0.0))
-  hinges = jnp.concatenate(hinges)
+    for axis in range(len(AXES)):
+      negative = jnp.take_along_axis(scores[axis], chosen[axis][:, None], axis=-1)[:, 0]
+      hinges.append(jnp.where(exists[axis], jax.nn.relu(margin + negative - positive), 0.0))
+  hinges = jnp.stack(hinges)
   return hinges.sum(0), hinges

@@ -9,13 +9,14 @@ PPMI-SVD embeddings of the training posts) defines `from_dataset(dataset, **hype
 and is built from the PostDataset; the others are built from their hyperparameters alone.
 """
 
+from hashjax.models.concat_mlp import ConcatMLP
 from hashjax.models.denton import Bilinear, Multiplicative, UserBiased
 from hashjax.models.mlp import MLPClassifier
 from hashjax.models.ncsl import NCSL
 from hashjax.models.tensor import Tensor
 
 MODELS = {cls.name: cls for cls in (Bilinear, UserBiased, Multiplicative, MLPClassifier,
-                                      Tensor, NCSL)}
+                                      Tensor, NCSL, ConcatMLP)}
 
 
 def make_model(model_config, spec=None, dataset=None):

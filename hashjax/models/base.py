@@ -20,6 +20,15 @@ A model is a small frozen dataclass of hyperparameters with pure functions:
 Parameters are nested by *part* at the top level (image / user / tags / ...): a part is the
 unit that `init_from` loads from another run and `config.frozen` keeps fixed.
 Losses, evaluation, serving and sharding are written once against this interface.
+
+A model whose score is not a dot product (Veit et al.'s concatenation MLP) has the same
+members except query / train_query / tags, and instead
+
+  scores(variables, batch, tag_ids) -> [B, len(tag_ids)]    inference scores of the batch's
+                                                            posts for those hashtags
+
+which evaluation reaches through evaluate.PairScorer (top-k over the vocabulary in blocks); it
+trains with an objective that needs no tag table (the triplet loss).
 """
 
 from typing import Any, ClassVar, Protocol

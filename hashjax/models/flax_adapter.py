@@ -11,6 +11,10 @@ declare `inputs` and return the module from `module()`; the adapter supplies ini
 train_query / tags. In training mode, dropout draws from the step's key and batch statistics
 (any collection besides "params") are returned as state updates; inference uses the running
 statistics and no dropout.
+
+A model that is not two towers (its score of a hashtag is not a dot product: the concatenation
+MLP of Veit et al.) subclasses FlaxModel instead and names the module method its init runs
+through (`init_method`); it supplies its own scoring methods.
 """
 
 from typing import Any, ClassVar
@@ -21,7 +25,7 @@ import jax
 from hashjax.models.base import Variables
 
 
-class FlaxTwoTower:
+class FlaxModel:
   """Base of flax-backed models (see the module docstring). Subclasses are frozen dataclasses."""
   layout: ClassVar[str] = "posts"
   inputs: ClassVar[tuple[str, ...]] = ()
@@ -29,19 +33,21 @@ class FlaxTwoTower:
   def module(self) -> nn.Module:
     raise NotImplementedError
 
+  def init_method(self, module: nn.Module, batch: dict[str, Any]):
+    """Runs every part of `module` on an example batch, so that init creates them all."""
+    raise NotImplementedError
+
   def init(self, rng: jax.Array, spec) -> Variables:
     params_key, dropout_key = jax.random.split(rng)
     example = spec.example_batch(self.inputs, batch_size=2,
                                  sequence_length=2 if self.layout == "sequences" else 0)
     variables = self.module().init({"params": params_key, "dropout": dropout_key}, example,
-                                   method=_both_towers)
+                                   method=self.init_method)
     return dict(variables)
 
-  def query(self, variables: Variables, batch: dict[str, Any]) -> jax.Array:
-    return self.module().apply(variables, batch, train=False, method="query")
-
-  def train_query(self, variables: Variables, batch: dict[str, Any], rng: jax.Array):
-    return self.apply_train(variables, "query", batch, rng)
+  def apply_eval(self, variables: Variables, method: str, batch: dict[str, Any]):
+    """module.method(batch, train=False): inference mode for any method."""
+    return self.module().apply(variables, batch, train=False, method=method)
 
   def apply_train(self, variables: Variables, method: str, batch: dict[str, Any],
                   rng: jax.Array):
@@ -54,13 +60,21 @@ class FlaxTwoTower:
                                        rngs={"dropout": rng}, mutable=state)
     return out, dict(updates)
 
-  def tags(self, variables: Variables) -> jax.Array:
-    return self.module().apply(variables, method="tag_table")
-
   def project(self, params):
     return params
 
 
-def _both_towers(module, batch):
-  """Init through both towers so every part's parameters are created."""
-  return module.query(batch, train=False), module.tag_table()
+class FlaxTwoTower(FlaxModel):
+  """A flax module with the two methods query(batch, train) and tag_table() as a two-tower model."""
+
+  def init_method(self, module, batch):
+    return module.query(batch, train=False), module.tag_table()
+
+  def query(self, variables: Variables, batch: dict[str, Any]) -> jax.Array:
+    return self.apply_eval(variables, "query", batch)
+
+  def train_query(self, variables: Variables, batch: dict[str, Any], rng: jax.Array):
+    return self.apply_train(variables, "query", batch, rng)
+
+  def tags(self, variables: Variables) -> jax.Array:
+    return self.module().apply(variables, method="tag_table")

@@ -72,3 +72,18 @@ class TagTable(nn.Module):
 def append_one(h):
   """[..., d] -> [..., d + 1] with a trailing 1: the query side of TagTable(bias=True)."""
   return jnp.concatenate([h, jnp.ones(h.shape[:-1] + (1,), h.dtype)], axis=-1)
+
+
+class UserTable(nn.Module):
+  """A learned embedding u_k in R^E per training user, and the constant 1/E vector for a user
+  without training posts (`user_train_posts` = 0: the user-disjoint test users), as Durand et
+  al. do for Veit et al.'s models. Entries start ~ N(0, 1/E), so |u_k| starts near 1."""
+  num_users: int
+  features: int
+
+  @nn.compact
+  def __call__(self, batch):
+    table = self.param("embedding", nn.initializers.normal(1.0 / self.features ** 0.5),
+                       (self.num_users, self.features))
+    seen = (batch["user_train_posts"] > 0)[..., None]
+    return jnp.where(seen, table[batch["user_index"]], 1.0 / self.features)

@@ -65,18 +65,13 @@ class _Tensor(nn.Module):
     self.image = layers.MLP(self.hidden, self.dropout_rate, self.batch_norm,
                             out_features=self.image_dim)
     width = self.image_dim or self.hidden[-1]
-    self.user = nn.Embed(self.num_users, self.user_dim,
-                         embedding_init=nn.initializers.normal(1.0 / self.user_dim ** 0.5))
+    self.user = layers.UserTable(self.num_users, self.user_dim)
     # Scaled so that a query W^(k) f starts at the size of f: entries of W_r ~ N(0, 1/F).
     self.tensor = self.param("tensor", nn.initializers.normal(1.0 / width ** 0.5),
                              (self.user_dim, self.tag_dim, width))
     if self.shared_slice:  # W_0, starting as the identity: s = h . f, the stage-1 score
       self.shared = self.param("shared", lambda _, shape: jnp.eye(*shape), (self.tag_dim, width))
     self.tags = layers.TagTable(self.num_tags, self.tag_dim, bias=self.tag_bias)
-
-  def _user(self, batch):
-    seen = (batch["user_train_posts"] > 0)[..., None]
-    return jnp.where(seen, self.user(batch["user_index"]), 1.0 / self.user_dim)
 
   def _split_tags(self, table):
     """(embeddings [Y, D], biases [Y]; zeros without tag_bias)."""
@@ -85,7 +80,7 @@ class _Tensor(nn.Module):
     return table, jnp.zeros(table.shape[:1], table.dtype)
 
   def query(self, batch, train: bool):
-    f, u = self.image(batch["features"], train), self._user(batch)
+    f, u = self.image(batch["features"], train), self.user(batch)
     q = jnp.einsum("...e,edf,...f->...d", u, self.tensor, f)
     if self.shared_slice:
       q = q + f @ self.shared.T
@@ -95,15 +90,18 @@ class _Tensor(nn.Module):
     return self.tags()
 
   def axis_scores(self, batch, train: bool):
-    """(S_tag, S_img, S_user) [B, B] of the positives batch["positive"] (module docstring)."""
-    f, u = self.image(batch["features"], train), self._user(batch)
+    """(S_tag, S_img, S_user) [B, B] of the positives batch["positive"] (module docstring);
+    with batch["tag_candidates"] (ids [C]), S_tag [B, C] replaces the hashtag by those."""
+    f, u = self.image(batch["features"], train), self.user(batch)
     h, bias = self._split_tags(self.tags()[batch["positive"]])
     query, image_side, user_side = axis_sides(self.tensor, f, u, h)
     if self.shared_slice:
       query = query + f @ self.shared.T
       image_side = image_side + h @ self.shared
     shared = (h * (f @ self.shared.T)).sum(-1) if self.shared_slice else 0.0  # h_b W_0 f_b
-    return (query @ h.T + bias[None, :], image_side @ f.T + bias[:, None],
+    rows, row_bias = (self._split_tags(self.tags()[batch["tag_candidates"]])
+                      if "tag_candidates" in batch else (h, bias))
+    return (query @ rows.T + row_bias[None, :], image_side @ f.T + bias[:, None],
             user_side @ u.T + (shared + bias)[:, None])
 
 

@@ -27,10 +27,10 @@ class Run:
   variables: Any
   keep: np.ndarray | None  # the balanced distribution's keep probabilities (None: natural)
 
-  def scorer(self) -> evaluate.TwoTowerScorer:
-    return evaluate.TwoTowerScorer(self.model.label, self.model, self.variables,
-                                   seq_len=self.config.data.seq_len,
-                                   context_len=self.config.data.context_len)
+  def scorer(self):
+    return evaluate.model_scorer(self.model.label, self.model, self.variables,
+                                 seq_len=self.config.data.seq_len,
+                                 context_len=self.config.data.context_len)
 
 
 def load_run(workdir: str) -> Run:

@@ -17,7 +17,9 @@ plugs into the same trainer.
               (the ncsl model's PPMI-SVD rows: a learned one could collapse onto the queries)
     triplet   Veit et al.: the hinge over six in-batch negatives along the tag, image and user
               axes of one uniformly drawn (hashtag, image, user) triplet per post
-              (hashjax.losses.triplet); needs a model with `train_axis_scores` (the tensor)
+              (hashjax.losses.triplet), the tag axis's candidates from the batch (the
+              paper's) or the vocabulary; needs a model with `train_axis_scores` (the
+              tensor, the concatenation MLP)
 
 Sequence batches (fields [S, W, ...]) are flattened to posts, and only the targets
 (`target_mask`) count. An objective's `inputs` are the batch fields it reads beyond the
@@ -37,6 +39,9 @@ from hashjax.losses import targets, triplet, warp
 def _two_tower(model, variables, batch, rng):
   """Training-mode queries flattened to [N, d], tags [N, T] with non-targets masked, the
   tag table [Y, d], the number of posts the loss averages over, and the state updates."""
+  if not hasattr(model, "tags"):
+    raise ValueError(f"this loss scores queries against the tag table, and model {model.name!r} "
+                     "is not two towers; train it with loss 'triplet'")
   queries, updates = model.train_query(variables, batch, rng)
   tag_ids, tag_mask = batch["tag_ids"], batch["tag_mask"]
   if "target_mask" in batch:
@@ -134,9 +139,12 @@ class Triplet:
   """Veit et al.'s ranking loss with intermediate and hard negatives on each axis (margin 1).
 
   negatives: "both" (the paper's six), or only the three "intermediate" or "hard" ones.
+  tag_candidates: "batch" (the paper's: the other posts' positives) or "vocabulary" (every
+  hashtag: the uniform draw and the argmax along the tag axis reach rare hashtags too).
   """
   margin: float = 1.0
   negatives: str = "both"
+  tag_candidates: str = "batch"
   name: ClassVar[str] = "triplet"
   inputs: ClassVar[tuple[str, ...]] = ("user_index",)
 
@@ -144,18 +152,23 @@ class Triplet:
     if self.negatives not in ("both", "intermediate", "hard"):
       raise ValueError(f"loss 'triplet': negatives must be both, intermediate or hard, got "
                        f"{self.negatives!r}")
+    if self.tag_candidates not in ("batch", "vocabulary"):
+      raise ValueError(f"loss 'triplet': tag_candidates must be batch or vocabulary, got "
+                       f"{self.tag_candidates!r}")
     if not hasattr(model, "train_axis_scores"):
       raise ValueError(f"loss 'triplet' scores triplets along the user axis; model "
-                       f"{model.name!r} has no train_axis_scores (use the tensor model)")
+                       f"{model.name!r} has no train_axis_scores (use tensor or concat_mlp)")
     if model.layout != "posts":
       raise ValueError("loss 'triplet' takes post batches, not user sequences")
     label_key, negative_key, model_key = jax.random.split(rng, 3)
     positive, has_positive = targets.uniform_positive(label_key, batch["tag_ids"],
                                                       batch["tag_mask"])
+    num_tags = model.num_tags if self.tag_candidates == "vocabulary" else 0
+    if num_tags:
+      batch = {**batch, "tag_candidates": jnp.arange(num_tags)}
     scores, updates = model.train_axis_scores(variables, batch, positive, model_key)
-    scores = jnp.stack(scores)
     valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive,
-                                     has_positive, batch["user_index"])
+                                     has_positive, batch["user_index"], num_tags)
     negatives = triplet.choose_negatives(negative_key, scores, valid)
     if self.negatives == "intermediate":
       negatives = negatives._replace(hard_exists=jnp.zeros_like(negatives.hard_exists))

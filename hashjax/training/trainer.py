@@ -113,8 +113,8 @@ def _train_iterator(dataset, model, config, fields):
 
 
 def _evaluate(name, model, variables, dataset, split, keep, config) -> dict[str, float]:
-  scorer = evaluate.TwoTowerScorer(name, model, variables, seq_len=config.data.seq_len,
-                                   context_len=config.data.context_len)
+  scorer = evaluate.model_scorer(name, model, variables, seq_len=config.data.seq_len,
+                                 context_len=config.data.context_len)
   return evaluate.evaluate_scorers([scorer], dataset, split, ks=tuple(config.eval.ks),
                                    batch_size=config.eval.batch_size, keep=keep)[name]
 

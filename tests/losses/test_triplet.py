@@ -244,3 +244,75 @@ def test_a_model_without_axis_scores_is_refused():
   from hashjax.models.mlp import MLPClassifier  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match="no train_axis_scores"):
     objectives.Triplet()(MLPClassifier(num_tags=3), {}, {}, jax.random.key(0))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_vocabulary_tag_candidates_are_every_hashtag_the_post_does_not_carry(seed):
+  batch, positive, has = _positives(seed)
+  tag_valid, image_valid, user_valid = map(np.asarray, triplet.valid_candidates(
+      batch["tag_ids"], batch["tag_mask"], positive, has, batch["user_index"], NUM_TAGS))
+  in_batch = np.asarray(triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive,
+                                                 has, batch["user_index"]))
+  for b, v in itertools.product(range(B), range(NUM_TAGS)):
+    assert tag_valid[b, v] == (has[b] and not _observed(batch, v, b, batch["user_index"][b]))
+  np.testing.assert_array_equal(image_valid, in_batch[1])  # the other axes are unchanged
+  np.testing.assert_array_equal(user_valid, in_batch[2])
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_vocabulary_hard_tag_negatives_are_the_best_unobserved_hashtags_of_all(options):
+  model = _model(**options)
+  variables = _variables(model, 2)
+  batch, positive, has = _positives(2)
+  scores, _ = model.train_axis_scores(variables, {**batch, "tag_candidates": np.arange(NUM_TAGS)},
+                                      positive, jax.random.key(0))
+  valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive, has,
+                                   batch["user_index"], NUM_TAGS)
+  negatives = triplet.choose_negatives(jax.random.key(1), scores, valid)
+  score, users = _Reference(model, variables, batch), batch["user_index"]
+  for b in range(B):
+    np.testing.assert_allclose(scores[0][b], [score(v, b, users[b]) for v in range(NUM_TAGS)],
+                               rtol=1e-4, atol=1e-5)
+    candidates = {v: score(v, b, users[b]) for v in range(NUM_TAGS)
+                  if has[b] and not _observed(batch, v, b, users[b])}
+    assert bool(negatives.hard_exists[0, b]) == bool(candidates)
+    if candidates:
+      assert int(negatives.hard[0, b]) in candidates
+      assert int(negatives.intermediate[0, b]) in candidates
+      np.testing.assert_allclose(candidates[int(negatives.hard[0, b])],
+                                 max(candidates.values()), rtol=1e-5, atol=1e-6)
+
+
+def test_objective_with_vocabulary_candidates_equals_the_naive_sum_over_every_hashtag():
+  model, objective = _model(), objectives.Triplet(tag_candidates="vocabulary")
+  variables = _variables(model, 4)
+  batch = {k: jnp.asarray(v) for k, v in _batch(4).items()}
+  rng = jax.random.key(3)
+  label_key, negative_key, _ = jax.random.split(rng, 3)
+  positive, has = objectives.targets.uniform_positive(label_key, batch["tag_ids"],
+                                                      batch["tag_mask"])
+
+  def naive(params):
+    v = {**variables, "params": params}
+    table = params["tags"]["embedding"]
+    f = model.module().apply(v, batch["features"], False, method=lambda m, x, t: m.image(x, t))
+    u = params["user"]["embedding"][batch["user_index"]]
+    every_tag = jnp.einsum("rac,ya,bc,br->by", params["tensor"], table, f, u)  # s(y, b, b)
+    h = table[positive]
+    full = jnp.einsum("rac,ia,jc,kr->ijk", params["tensor"], h, f, u)
+    b, c = jnp.arange(B)[:, None], jnp.arange(B)[None, :]
+    scores = (every_tag, full[b, c, b], full[b, b, c])
+    valid = triplet.valid_candidates(batch["tag_ids"], batch["tag_mask"], positive, has,
+                                     batch["user_index"], NUM_TAGS)
+    per_post, _ = triplet.triplet_hinge(scores, triplet.choose_negatives(negative_key, scores,
+                                                                         valid))
+    return jnp.where(has, per_post, 0).sum() / has.sum()
+
+  loss = lambda params: objective(model, {**variables, "params": params}, batch, rng)[0]
+  np.testing.assert_allclose(loss(variables["params"]), naive(variables["params"]), rtol=1e-5)
+  got, want = jax.grad(loss)(variables["params"]), jax.grad(naive)(variables["params"])
+  for (path, g), w in zip(jax.tree.leaves_with_path(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  assert np.abs(np.asarray(got["tags"]["embedding"])).max() > 0
+  with pytest.raises(ValueError, match="tag_candidates"):
+    objectives.Triplet(tag_candidates="users")(model, variables, batch, rng)
