@@ -4,7 +4,8 @@ Figures are built on `matplotlib.figure.Figure` directly and saved through the A
 so nothing here touches pyplot's global state or its backend, and no display is ever needed. The generic helpers take plain
 dicts and are what other papers' figures should reuse; the Denton figures below are thin
 layouts on top of them (Figure 5: precision-recall panels; Figure 6: recall-at-10 bars;
-Figure 7: t-SNE scatter; Table 6 as diverging bars).
+Figure 7: t-SNE scatter; Table 6 as diverging bars). Veit et al.'s figures are laid out by
+hashjax/tools/veit_figures.py directly on bar_panels, line_panels and bucket_lines.
 """
 
 from __future__ import annotations
@@ -44,20 +45,33 @@ def save(fig, path: str, title: str | None = None, rect=(0, 0, 1, 1)) -> str:
 
 def line_panels(path: str, panels: Sequence[dict], *, ncols: int = 4, xlabel: str = "",
                 ylabel: str = "", xlim=None, ylim=None, title: str | None = None,
-                reference: str | None = None) -> str:
-  """One panel per dict {"title", "lines": {label: (x, y)}}; a label keeps its colour in every
-  panel (first-seen order), and the `reference` label (a ceiling, a baseline) is a dashed grey
-  line. The legend is drawn once, in the first panel."""
-  fig, axes = grid(len(panels), ncols)
+                reference: str | None = None, panel_size=(4.0, 3.0), markers: bool = False,
+                xscale: str | None = None) -> str:
+  """One panel per dict {"title", "lines": {label: (x, y)}, optional "errors": {label: yerr}
+  (drawn as error bars)}; a label keeps its colour in every panel (first-seen order), and the
+  `reference` label (a ceiling, a baseline) is a dashed grey line. The legend is drawn once, in
+  the first panel. markers: a dot at every point; xscale: e.g. "log" (matplotlib's names),
+  ticked at the points' x values."""
+  fig, axes = grid(len(panels), ncols, panel_size)
   labels = [label for label in dict.fromkeys(label for p in panels for label in p["lines"])
             if label != reference]
   for ax, panel in zip(axes, panels):
     for label, (x, y) in panel["lines"].items():
       if label == reference:
         ax.plot(x, y, color="#555555", ls="--", lw=1.0, label=label)
+      elif label in panel.get("errors", {}):  # mean ± std: error bars at the points
+        ax.errorbar(x, y, yerr=panel["errors"][label], color=COLOURS[labels.index(label) %
+                    len(COLOURS)], label=label, lw=1.5, marker="o", ms=4, capsize=3)
       else:
-        ax.plot(x, y, color=COLOURS[labels.index(label) % len(COLOURS)], label=label, lw=1.5)
+        ax.plot(x, y, color=COLOURS[labels.index(label) % len(COLOURS)], label=label, lw=1.5,
+                marker="o" if markers else None, ms=4)
     ax.set_title(panel["title"], fontsize=10)
+    if xscale:  # ticks at the points' x values, written out (1, 8, 64; not 10^0)
+      ax.set_xscale(xscale)
+      ticks = sorted({float(v) for x, _ in panel["lines"].values() for v in x})
+      ax.set_xticks(ticks)
+      ax.set_xticklabels([f"{t:g}" for t in ticks])
+      ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if xlim:
@@ -72,8 +86,9 @@ def line_panels(path: str, panels: Sequence[dict], *, ncols: int = 4, xlabel: st
 
 def bar_panels(path: str, panels: Sequence[dict], *, ncols: int = 1, ylabel: str = "",
                ylim=None, title: str | None = None, panel_size=(12.0, 3.2)) -> str:
-  """Grouped bars: one panel per dict {"title", "labels": [x tick], "series": {name: values}},
-  one bar per series at each tick (a series keeps its colour in every panel)."""
+  """Grouped bars: one panel per dict {"title", "labels": [x tick], "series": {name: values},
+  optional "errors": {name: yerr} (error bars)}, one bar per series at each tick (a series keeps
+  its colour in every panel)."""
   fig, axes = grid(len(panels), ncols, panel_size)
   names = list(dict.fromkeys(name for p in panels for name in p["series"]))
   for ax, panel in zip(axes, panels):
@@ -81,6 +96,7 @@ def bar_panels(path: str, panels: Sequence[dict], *, ncols: int = 1, ylabel: str
     width = 0.8 / max(1, len(panel["series"]))
     for j, (name, values) in enumerate(panel["series"].items()):
       ax.bar(x + (j - (len(panel["series"]) - 1) / 2) * width, values, width,
+             yerr=panel.get("errors", {}).get(name), capsize=3,
              color=COLOURS[names.index(name) % len(COLOURS)], label=name)
     ax.set_xticks(x)
     ax.set_xticklabels(panel["labels"], rotation=60, ha="right", fontsize=8)
@@ -144,6 +160,36 @@ def scatter_panels(path: str, points, colourings: Sequence[dict], *, ncols: int 
     ax.set_title(colouring["title"], fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
+  return save(fig, path, title)
+
+
+def bucket_lines(path: str, labels: Sequence[str], series: dict[str, Sequence[float]], counts,
+                 *, xlabel: str = "", ylabel: str = "", count_label: str = "", ylim=None,
+                 title: str | None = None) -> str:
+  """A metric per bucket: one line with markers per series over the buckets (categorical x,
+  in the given order; NaN, an empty bucket, leaves a gap) in front of the buckets' sizes
+  `counts`, grey bars on the right-hand axis, each labelled with its number."""
+  fig, axes = grid(1, 1, (max(6.0, 0.7 * len(labels) + 2.5), 4.2))
+  ax = axes[0]
+  x = np.arange(len(labels))
+  sizes = ax.twinx()
+  sizes.bar(x, counts, 0.6, color="#dddddd")
+  for xi, c in zip(x, counts):
+    sizes.annotate(f"{int(c)}", (xi, c), ha="center", va="bottom", fontsize=7, color="#666666")
+  sizes.set_ylabel(count_label, color="#666666")
+  ax.set_zorder(sizes.get_zorder() + 1)  # the lines in front of the bars
+  ax.patch.set_visible(False)
+  for j, (name, values) in enumerate(series.items()):
+    ax.plot(x, values, marker="o", color=COLOURS[j % len(COLOURS)], label=name, lw=1.5)
+  ax.set_xticks(x)
+  ax.set_xticklabels(labels, rotation=45 if len(labels) > 8 else 0, fontsize=8,
+                     ha="right" if len(labels) > 8 else "center")
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if ylim:
+    ax.set_ylim(*ylim)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
   return save(fig, path, title)
 
 

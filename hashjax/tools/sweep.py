@@ -9,7 +9,9 @@ metrics.json) is skipped, so the sweep can be killed and rerun and it continues.
 of a different config (the experiment file changed since) is an error, never a stale table row.
 Tables have one row per variant (mean ± std over seeds) plus the frequency baseline and the
 oracle, as in Denton et al. Tables 3-4; they go to WORKDIR/tables.md and, with --readme, between
-the <!-- sweep:NAME --> markers of that file.
+the <!-- sweep:NAME --> markers of that file. A config module may set its own REFERENCE_ROWS
+({row name: the run results' name}) and TABLE_COLUMNS (the metrics shown), for a paper whose
+tables differ (Veit et al.'s Table 2: both frequency baselines, A@1 and A@10).
 """
 
 import importlib.util
@@ -115,13 +117,14 @@ def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
   return out
 
 
-def table_rows(runs_by_variant: dict[str, list[dict]]) -> list[tuple[str, dict]]:
+def table_rows(runs_by_variant: dict[str, list[dict]],
+               reference_rows: dict[str, str] = REFERENCE_ROWS) -> list[tuple[str, dict]]:
   """The reference rows (from the first variant's runs), then one row per variant, each the
   mean ± std over seeds. Rows are named by model, as in the paper; the model's descriptive
   columns (Denton's d and K) tell them apart."""
   rows = []
   first = next(iter(runs_by_variant.values()))
-  for label, name in REFERENCE_ROWS.items():
+  for label, name in reference_rows.items():
     if name in first[0]["results"]:
       rows.append((label, report.aggregate_seeds([{label: r["results"][name]}
                                                   for r in first])[label]))
@@ -131,10 +134,11 @@ def table_rows(runs_by_variant: dict[str, list[dict]]) -> list[tuple[str, dict]]
   return rows
 
 
-def render(tables: dict[str, list], seeds: int) -> str:
+def render(tables: dict[str, list], seeds: int, columns=report.TABLE_COLUMNS) -> str:
   parts = []
   for title, rows in tables.items():
-    parts.append(f"**{title}** (mean ± std over {seeds} seeds)\n\n" + report.format_table(rows))
+    parts.append(f"**{title}** (mean ± std over {seeds} seeds)\n\n" +
+                 report.format_table(rows, columns))
   return "\n\n".join(parts) + "\n"
 
 
@@ -162,32 +166,60 @@ def main(argv):
     for variant in variants:
       runs[variant] = [run_one(module, variant, seed, run_dir(f.workdir, variant, seed), f.set)
                        for seed in range(f.seeds)]
-    tables[title] = table_rows(runs)
-  text = render(tables, f.seeds)
+    tables[title] = table_rows(runs, getattr(module, "REFERENCE_ROWS", REFERENCE_ROWS))
+  text = render(tables, f.seeds, getattr(module, "TABLE_COLUMNS", report.TABLE_COLUMNS))
   with open(os.path.join(f.workdir, "tables.md"), "w") as out:
     out.write(text)
   if f.readme:
     write_into_markdown(f.readme, f.sweep, text)
   print(text)
   if hasattr(module, "get_figures"):
-    print("figures:", ", ".join(make_figures(module, f.sweep, f.workdir)))
+    print("figures:", ", ".join(make_figures(module, f.sweep, f.workdir, seeds=f.seeds)))
 
 
-def make_figures(module, name: str, root: str, seed: int = 0) -> list[str]:
-  """After the tables: the figures the config's get_figures(name) lists (hashjax.tools.figures),
-  from the runs of one seed, into root/figures/<set>/; returns the directories written."""
-  from hashjax.tools import figures  # matplotlib and scikit-learn only once the tables are done
+def make_figures(module, name: str, root: str, seed: int = 0,
+                 seeds: int | None = None) -> list[str]:
+  """After the tables: the figures the config's get_figures(name) lists, into
+  root/figures/<set>/; returns the directories written.
+
+  A set's spec is one of (variants as in get_sweep):
+    {"compare": [variant, ...]} and / or {"workdir": variant, "balanced": variant}
+        Denton's figures (hashjax.tools.figures) from the runs of `seed`;
+    {"veit": {"fig4": [...], "fig5": [agnostic, specific], "fig7": [...], "fig9": [...],
+              and optionally "user_buckets", "tag_buckets", "min_positives"}}
+        Veit's figures (hashjax.tools.veit_figures): Figs. 5, 9 and 10 from the runs of `seed`,
+        Figs. 4 and 7 from seeds 0..seeds-1 of each variant (mean ± std; seeds None: every
+        finished seed<i> run of the variant).
+  """
   written = []
   for figure_set, spec in module.get_figures(name).items():
     out = os.path.join(root, "figures", figure_set)
-    if spec.get("compare"):
-      figures.compare_runs([run_dir(root, v, seed) for v in spec["compare"]], out)
-    if spec.get("workdir"):
-      balanced = spec.get("balanced")
-      figures.run_figures(run_dir(root, spec["workdir"], seed), out=out,
-                          balanced=run_dir(root, balanced, seed) if balanced else None)
+    if spec.get("compare") or spec.get("workdir"):
+      from hashjax.tools import figures  # matplotlib, scikit-learn once the tables are done
+      if spec.get("compare"):
+        figures.compare_runs([run_dir(root, v, seed) for v in spec["compare"]], out)
+      if spec.get("workdir"):
+        balanced = spec.get("balanced")
+        figures.run_figures(run_dir(root, spec["workdir"], seed), out=out,
+                            balanced=run_dir(root, balanced, seed) if balanced else None)
+    if spec.get("veit"):
+      _veit_figures(root, dict(spec["veit"]), out, seed, seeds)
     written.append(out)
   return written
+
+
+def _veit_figures(root: str, spec: dict, out: str, seed: int, seeds: int | None) -> None:
+  from hashjax.tools import veit_figures  # matplotlib once the tables are done
+
+  def across_seeds(variants):
+    if seeds:
+      return [[run_dir(root, v, s) for s in range(seeds)] for v in variants]
+    return [os.path.dirname(run_dir(root, v, 0)) for v in variants]  # its seed<i> runs
+
+  veit_figures.veit_figures(
+      out, fig4=across_seeds(spec.pop("fig4", [])), fig7=across_seeds(spec.pop("fig7", [])),
+      fig5=[run_dir(root, v, seed) for v in spec.pop("fig5", [])],
+      fig9=[run_dir(root, v, seed) for v in spec.pop("fig9", [])], **spec)
 
 
 if __name__ == "__main__":

@@ -63,3 +63,8 @@ def test_a_two_stage_variant_trains_its_first_stage_once_and_names_it(tmp_path, 
   mtime = os.path.getmtime(first / "metrics.json")
   again = sweep.run_one(module, second, 0, str(tmp_path / "root" / "v" / "seed0"), tiny)
   assert again == run and os.path.getmtime(first / "metrics.json") == mtime
+  # Veit's Table 2 format: both frequency baselines and its own metrics
+  rows = sweep.table_rows({second: [run]}, module.REFERENCE_ROWS)
+  assert [name for name, _ in rows][:2] == ["Global frequency", "User-specific frequency"]
+  text = sweep.render({"Table 2": rows}, 1, module.TABLE_COLUMNS)
+  assert "| Method | D | E | F | A@1 | A@10 |" in text and "| Tensor (MCLL) |" in text
