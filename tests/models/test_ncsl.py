@@ -1,11 +1,14 @@
-"""NCSL-PPMI: built from the dataset, a fixed unit-norm tag table, cosine scores."""
+"""NCSL-PPMI and NCSL-MS: built from the dataset, a fixed unit-norm tag table, cosine scores."""
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from hashjax import models
+from hashjax.data import multisense
 from hashjax.data import tag_cooccurrence
 from hashjax.data.spec import DatasetSpec
 from hashjax.models import ncsl
@@ -40,6 +43,73 @@ def test_make_model_builds_it_from_the_dataset_training_ppmi(tiny_dataset):
     models.make_model(config, tiny_dataset.spec)
   with pytest.raises(ValueError, match=r"D=200 must be in \[1, 150\)"):
     models.make_model({"name": "ncsl", "kwargs": {"dim": 200}}, tiny_dataset.spec, tiny_dataset)
+
+
+# Small MSSG settings for the tiny dataset: one compilation, well under a second of training.
+MSSG = {"senses": 2, "epochs": 2, "batch_size": 128}
+
+
+def test_ncsl_ms_regresses_onto_the_mssg_global_vectors_end_to_end(tiny_dataset):
+  # As an experiment writes it: a ConfigDict, the MSSG settings nested under "mssg".
+  config = ml_collections.ConfigDict({"name": "ncsl", "kwargs": {
+      "dim": 8, "hidden": (16,), "tag_embeddings": "mssg", "mssg": MSSG}})
+  model = models.make_model(config, tiny_dataset.spec, tiny_dataset)
+  expected = multisense.training_mssg_embeddings(tiny_dataset, 8, **MSSG)
+  np.testing.assert_array_equal(model.embeddings, expected.global_vectors)
+  # The hashtags without co-occurrence are the zero rows, as in the PPMI table.
+  ppmi = tag_cooccurrence.training_ppmi_embeddings(tiny_dataset, 8)
+  zero = ~model.embeddings.any(axis=1)
+  assert zero.sum() == expected.num_zero_rows == ppmi.num_zero_rows
+  np.testing.assert_array_equal(zero, ~ppmi.embeddings.any(axis=1))
+  assert model.label == "NCSL-MS"  # its rows name the table it regresses onto
+  variables = model.init(jax.random.key(0), tiny_dataset.spec)
+  np.testing.assert_array_equal(variables["params"]["tags"]["embedding"], expected.global_vectors)
+  # A few SGD steps on the ncsl loss over training posts: the loss falls, the table stays.
+  batch = tiny_dataset.read(tiny_dataset.split_rows("train")[:64], fields=("features",))
+  batch = {k: jnp.asarray(batch[k]) for k in ("features", "tag_ids", "tag_mask")}
+  objective, tx = objectives.NegativeCosine(), optax.sgd(0.5)
+
+  @jax.jit
+  def step(params, opt_state):
+    loss, grads = jax.value_and_grad(
+        lambda p: objective(model, {"params": p}, batch, jax.random.key(1))[0])(params)
+    updates, opt_state = tx.update(grads, opt_state)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  params, opt_state = variables["params"], tx.init(variables["params"])
+  losses = []
+  for _ in range(20):
+    params, opt_state, loss = step(params, opt_state)
+    losses.append(float(loss))
+  assert losses[-1] < losses[0] - 0.05
+  np.testing.assert_array_equal(params["tags"]["embedding"], expected.global_vectors)
+  scores = model.query({"params": params}, batch) @ model.tags({"params": params}).T
+  assert scores.shape == (64, tiny_dataset.num_tags) and bool(jnp.isfinite(scores).all())
+
+
+def test_centered_rows_remove_the_mean_of_the_nonzero_rows():
+  centered = ncsl.centered_rows(TABLE)
+  mean = TABLE[:4].mean(axis=0)
+  np.testing.assert_allclose(centered[:4], TABLE[:4] - mean, rtol=1e-6)
+  np.testing.assert_array_equal(centered[4], 0.0)  # the hashtag without co-occurrence
+  np.testing.assert_allclose(centered[:4].mean(axis=0), 0.0, atol=1e-6)
+  assert centered.dtype == np.float32
+  np.testing.assert_array_equal(ncsl.centered_rows(np.zeros((3, 2))), 0.0)
+
+
+def test_from_dataset_can_center_either_table(tiny_dataset):
+  ppmi = tag_cooccurrence.training_ppmi_embeddings(tiny_dataset, 8).embeddings
+  mssg = multisense.training_mssg_embeddings(tiny_dataset, 8, **MSSG).global_vectors
+  for kwargs, table in [({}, ppmi), ({"tag_embeddings": "mssg", "mssg": MSSG}, mssg)]:
+    model = ncsl.NCSL.from_dataset(tiny_dataset, dim=8, center=True, hidden=(), **kwargs)
+    np.testing.assert_array_equal(model.embeddings, ncsl.centered_rows(table))
+
+
+def test_the_table_choice_is_checked(tiny_dataset):
+  with pytest.raises(ValueError, match="tag_embeddings='word2vec': choose one of"):
+    ncsl.NCSL.from_dataset(tiny_dataset, dim=8, tag_embeddings="word2vec")
+  with pytest.raises(ValueError, match="configures tag_embeddings='mssg', not 'ppmi'"):
+    ncsl.NCSL.from_dataset(tiny_dataset, dim=8, mssg={"senses": 2})
 
 
 def test_parts_and_shapes():

@@ -19,6 +19,26 @@ def test_denton_sweep_lists_every_row_of_tables_3_and_4():
     assert len(rows) == 13  # 4 bilinear + 4 user-biased + 5 3-way, as in the paper
 
 
+def test_veit_sweep_lists_table_2s_rows_and_its_figures_name_them():
+  module = sweep.load_config_module(os.path.join(REPO_ROOT, "experiments", "veit.py"))
+  (rows,) = module.get_sweep("table2").values()
+  assert len(rows) == 11  # ImageNet, 3 image models, 3 MLPs, 3 tensors, the softmax diagnostic
+  configs = {row: module.get_config(row) for row in rows}
+  sources = {c.init_from.workdir for c in configs.values() if c.init_from.workdir}
+  stage1 = {s.removeprefix(sweep.STAGE_PREFIX).replace(";", ",") for s in sources}
+  assert stage1 == set(module.STAGE1.values()) and stage1 <= set(rows)
+  for row, config in configs.items():
+    source = config.init_from.workdir.removeprefix(sweep.STAGE_PREFIX).replace(";", ",")
+    if source.startswith("model=ncsl"):  # a head loaded from NCSL has its linear layer to R^D
+      assert config.model.kwargs.image_dim == module.get_config(source).model.kwargs.dim, row
+  figures = module.get_figures("table2")["veit"]["veit"]
+  assert set(figures["fig4"]) == set(rows)
+  assert set(figures["fig5"]) <= set(rows) and set(figures["fig9"]) <= set(rows)
+  (dims,) = module.get_sweep("user_dim").values()
+  assert [module.get_config(v).model.kwargs.user_dim for v in dims] == list(module.USER_DIMS)
+  assert module.get_figures("user_dim")["veit_fig7"]["veit"]["fig7"][0] in rows
+
+
 def test_runs_are_reused_and_tables_are_assembled(tmp_path, monkeypatch):
   monkeypatch.setenv("HASHJAX_DATA_DIR", str(tmp_path / "data"))
   module = sweep.load_config_module(CONFIG)
