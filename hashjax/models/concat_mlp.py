@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from hashjax.models import layers
-from hashjax.models.flax_adapter import FlaxModel
+from hashjax.models.user_specific import UserSpecificModel
 
 
 class _PairMLP(nn.Module):
@@ -103,36 +103,18 @@ class _ConcatMLP(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class ConcatMLP(FlaxModel):
-  """Attributes: the dataset's sizes (from_spec); the image head's hidden widths (the last is F
-  unless image_dim > 0), dropout and batch norm (match stage 1's); tag_dim D, user_dim E; and
-  scorer_hidden, the hidden widths of the scoring MLP g (at least one)."""
-  num_users: int
-  num_tags: int
-  hidden: tuple[int, ...] = (300,)
-  image_dim: int = 0
-  tag_dim: int = 300
-  user_dim: int = 50
-  dropout_rate: float = 0.0
-  batch_norm: bool = False
+class ConcatMLP(UserSpecificModel):
+  """Attributes: those of UserSpecificModel, and scorer_hidden, the hidden widths of the
+  scoring MLP g (at least one)."""
   scorer_hidden: tuple[int, ...] = (300,)
   name: ClassVar[str] = "concat_mlp"
   label: ClassVar[str] = "MLP"
-  inputs: ClassVar[tuple[str, ...]] = ("features", "user_index", "user_train_posts")
 
   def __post_init__(self):
-    object.__setattr__(self, "hidden", layers.head_widths(self.hidden, self.dropout_rate))
+    super().__post_init__()
     object.__setattr__(self, "scorer_hidden", layers.head_widths(self.scorer_hidden, 0.0))
-    if not self.hidden and self.image_dim < 1:
-      raise ValueError("the image head needs hidden layers or an image_dim")
     if not self.scorer_hidden:
       raise ValueError("the scoring MLP needs at least one hidden layer (scorer_hidden)")
-    if self.tag_dim < 1 or self.user_dim < 1:
-      raise ValueError(f"tag_dim and user_dim must be >= 1, got {self.tag_dim}, {self.user_dim}")
-
-  @classmethod
-  def from_spec(cls, spec, **hyperparameters):
-    return cls(num_users=spec.num_users, num_tags=spec.num_tags, **hyperparameters)
 
   def module(self) -> nn.Module:
     return _ConcatMLP(self.hidden, self.image_dim, self.tag_dim, self.user_dim, self.num_users,
@@ -145,10 +127,3 @@ class ConcatMLP(FlaxModel):
   def scores(self, variables, batch: dict[str, Any], tag_ids):
     """[B, len(tag_ids)] inference scores of the batch's posts for the hashtags tag_ids."""
     return self.apply_eval(variables, "tag_scores", {**batch, "candidates": tag_ids})
-
-  def train_axis_scores(self, variables, batch: dict[str, Any], positive, rng):
-    """((S_tag, S_img, S_user), state updates) in training mode; positive: tag ids [B]."""
-    return self.apply_train(variables, "axis_scores", {**batch, "positive": positive}, rng)
-
-  def report_columns(self) -> dict[str, Any]:
-    return {"D": self.tag_dim, "E": self.user_dim, "F": self.image_dim or self.hidden[-1]}

@@ -40,13 +40,14 @@ shared_slice) and "tags" (the h_i, and the b_i with tag_bias).
 """
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from hashjax.models import layers
 from hashjax.models.flax_adapter import FlaxTwoTower
+from hashjax.models.user_specific import UserSpecificModel
 
 
 class _Tensor(nn.Module):
@@ -126,43 +127,14 @@ def axis_sides(tensor, f, u, h):
 
 
 @dataclasses.dataclass(frozen=True)
-class Tensor(FlaxTwoTower):
-  """Attributes: the dataset's sizes (from_spec); hidden widths of the image head (the last is
-  F unless image_dim > 0), tag_dim D, user_dim E, dropout rate and batch norm of the head
-  (match stage 1's), shared_slice and tag_bias (module docstring)."""
-  num_users: int
-  num_tags: int
-  hidden: tuple[int, ...] = (300,)
-  image_dim: int = 0
-  tag_dim: int = 300
-  user_dim: int = 50
-  dropout_rate: float = 0.0
-  batch_norm: bool = False
+class Tensor(FlaxTwoTower, UserSpecificModel):
+  """Attributes: those of UserSpecificModel, and shared_slice and tag_bias (module docstring)."""
   shared_slice: bool = False
   tag_bias: bool = False
   name: ClassVar[str] = "tensor"
   label: ClassVar[str] = "Tensor"
-  inputs: ClassVar[tuple[str, ...]] = ("features", "user_index", "user_train_posts")
-
-  def __post_init__(self):
-    object.__setattr__(self, "hidden", layers.head_widths(self.hidden, self.dropout_rate))
-    if not self.hidden and self.image_dim < 1:
-      raise ValueError("the image head needs hidden layers or an image_dim")
-    if self.tag_dim < 1 or self.user_dim < 1:
-      raise ValueError(f"tag_dim and user_dim must be >= 1, got {self.tag_dim}, {self.user_dim}")
-
-  @classmethod
-  def from_spec(cls, spec, **hyperparameters):
-    return cls(num_users=spec.num_users, num_tags=spec.num_tags, **hyperparameters)
 
   def module(self) -> nn.Module:
     return _Tensor(self.hidden, self.image_dim, self.tag_dim, self.user_dim, self.num_users,
                    self.num_tags, self.dropout_rate, self.batch_norm, self.shared_slice,
                    self.tag_bias)
-
-  def train_axis_scores(self, variables, batch: dict[str, Any], positive, rng):
-    """((S_tag, S_img, S_user), state updates) in training mode; positive: tag ids [B]."""
-    return self.apply_train(variables, "axis_scores", {**batch, "positive": positive}, rng)
-
-  def report_columns(self) -> dict[str, Any]:
-    return {"D": self.tag_dim, "E": self.user_dim, "F": self.image_dim or self.hidden[-1]}
