@@ -8,6 +8,9 @@ norm, dropout 0.2, as experiments/veit.py), batches of B = 256 posts, U = 5,000 
 
   tensor       the tensor model, D = 300, E = 50, Y = 10,000 hashtags, the triplet loss with all
                six in-batch negatives (intermediate and hard on the tag, image and user axes)
+  tensor_vocabulary  the same with the tag axis's negatives from the whole vocabulary
+               (tags_from=vocabulary, as the README's Table 2 trains it); its pieces are not
+               timed
   mcll_10k     MCLL: model "mlp" (the same head, its F + 1 = 301-d query with the bias) and the
   mcll_100k    softmax over the whole vocabulary, at Y = 10,000 and Y = 100,000
 
@@ -36,6 +39,7 @@ backward counts both operands' gradients, dense):
                            backward 2 x the forward   (both operands of each)
     [B, B] score matrices  forward  2B^2 D + 2B^2 F + 2B^2 E   S_tag, S_img, S_user
                            backward 2 x the forward
+    vocabulary tag scores  forward  2BDY, backward 2 x (tensor_vocabulary: S_tag is [B, Y])
   mcll
     logits                 forward  2B(F + 1)Y        queries [B, F + 1] x tag table^T [F + 1, Y]
                            backward 4B(F + 1)Y        (d queries, d table)
@@ -100,9 +104,10 @@ N, T = 2048, 8                  # image features, hashtag slots
 POOL = 10                       # distinct batches per vocabulary
 TAG_ZIPF, USER_ZIPF = 1.0, 0.8  # p ~ 1 / (rank + 1)^s
 
-# name -> (experiments/veit.py model, hashtags)
-VARIANTS = {"tensor": ("tensor", 10_000), "mcll_10k": ("mcll", 10_000),
-            "mcll_100k": ("mcll", 100_000)}
+# name -> (experiments/veit.py model, its other options, hashtags)
+VARIANTS = {"tensor": ("tensor", "", 10_000),
+            "tensor_vocabulary": ("tensor", "tags_from=vocabulary", 10_000),
+            "mcll_10k": ("mcll", "", 10_000), "mcll_100k": ("mcll", "", 100_000)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,7 +151,7 @@ def pool_stats(pool: list[dict]) -> dict:
 # FLOP counts and timing helpers.
 
 
-def useful_flops(model_name: str, model, b: int, y: int) -> dict:
+def useful_flops(model_name: str, model, b: int, y: int, vocabulary: bool = False) -> dict:
   """Useful FLOPs of one step by part (module docstring)."""
   f = model.hidden[-1]
   flops = {"image_head": 4 * b * N * f}
@@ -155,6 +160,8 @@ def useful_flops(model_name: str, model, b: int, y: int) -> dict:
     flops["axis_contractions"] = 3 * (4 * b * e * d * f)
     flops["small_contractions"] = 3 * (4 * b * e * d + 2 * b * e * f)
     flops["bb_matrices"] = 3 * (2 * b * b * (d + f + e))
+    if vocabulary:
+      flops["vocabulary_tag_scores"] = 3 * (2 * b * d * y)
   else:
     flops["logits"] = 3 * (2 * b * (f + 1) * y)
   flops["total"] = sum(flops.values())
@@ -270,18 +277,20 @@ def time_pieces(model_name, model, objective, tx, state, batch, repeats: int) ->
 
 def run_variant(name: str, pools: dict) -> dict:
   f = flags.FLAGS
-  model_name, num_tags = VARIANTS[name]
+  model_name, options, num_tags = VARIANTS[name]
+  variant_arg = ",".join(p for p in (f"model={model_name}", options) if p)
   spec = DatasetSpec(feature_dim=N, user_meta_dim=0, num_tags=num_tags, num_users=f.num_users,
                      max_tags_per_post=T)
   if num_tags not in pools:
     pools[num_tags] = make_pool(jax.random.key(f.seed + num_tags), num_tags, f.num_users,
                                 f.batch_size)
   pool = pools[num_tags]
-  config = veit_experiment.get_config(f"model={model_name}")
+  config = veit_experiment.get_config(variant_arg)
   config.batch_size = f.batch_size
   model = models.make_model(config.model, spec)
   step, state, objective, tx = train_step_and_state(config, model, spec, f.seed + 1)
-  flops = useful_flops(model_name, model, f.batch_size, num_tags)
+  flops = useful_flops(model_name, model, f.batch_size, num_tags,
+                       vocabulary=config.loss.get("tag_candidates") == "vocabulary")
 
   compile_start = time.perf_counter()
   memory = memory_analysis(step.lower(state, pool[0]).compile())
@@ -292,7 +301,7 @@ def run_variant(name: str, pools: dict) -> dict:
   load = os.getloadavg()
   peak = matmul_peak(f.peak_seconds)
   sec, state, metrics = timed_windows(step, state, pool, f.timed_steps, f.repeats)
-  out = {"variant": name, "config": f"experiments/veit.py:model={model_name}",
+  out = {"variant": name, "config": f"experiments/veit.py:{variant_arg}",
          "model": config.model.to_dict(), "loss": config.loss.to_dict(),
          "optimizer": config.optimizer.to_dict(), "learning_rate": config.learning_rate,
          "num_tags": num_tags, "data": pool_stats(pool), "compile_s": compile_s,
@@ -308,7 +317,7 @@ def run_variant(name: str, pools: dict) -> dict:
         f"= {out['fraction_of_peak']:.3f} of {peak / 1e9:.1f}; XLA peak "
         f"{memory['peak'] / 2**20:,.0f} MiB, RSS {rss / 2**20:,.0f} MiB (load {load[0]:.2f})",
         flush=True)
-  if f.pieces:
+  if f.pieces and not options:  # the pieces are those of the variants' own form
     pieces = time_pieces(model_name, model, objective, tx, state, pool[0], f.piece_repeats)
     pieces["full_step"] = out["ms_per_step"]
     out["pieces_ms"] = pieces
@@ -346,7 +355,7 @@ def main(argv):
           f"| {r['peak_rss_bytes_after_step'] / 2**20:,.0f} |")
   if f.pieces:
     print("\nms per piece, each timed alone (full_step: the timed step above)")
-    for r in results["variants"]:
+    for r in (r for r in results["variants"] if "pieces_ms" in r):
       print(f"| {r['variant']} | " + " | ".join(f"{k} {v:.1f}"
                                                  for k, v in r["pieces_ms"].items()) + " |")
   if f.out:

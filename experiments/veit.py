@@ -1,5 +1,7 @@
-r"""Veit et al. CVPR'18: user-agnostic image models (MCLL) and the user-specific 3-way tensor.
+r"""Veit et al. CVPR'18: user-agnostic image models and the user-specific 3-way tensor.
 
+  python -m hashjax.tools.sweep --config=experiments/veit.py --sweep=table2 --seeds=3 \
+      --workdir=runs/veit_table2 --readme=README.md     (Table 2 and its figures; get_sweep)
   python -m hashjax.main --config=experiments/veit.py:model=mcll --workdir=runs/veit_mcll
   python -m hashjax.main --config=experiments/veit.py:model=tensor,init=runs/veit_mcll \
       --workdir=runs/veit_tensor_mcll
@@ -11,8 +13,8 @@ r"""Veit et al. CVPR'18: user-agnostic image models (MCLL) and the user-specific
 Variants (after the colon):
 - model: imagenet (a linear softmax classifier on the features, the paper's frozen-ImageNet
   baseline), mcll (stage 1: softmax over the vocabulary against one hashtag drawn per post,
-  through the learned head), ncsl (stage 1: the head regressed onto fixed PPMI-SVD hashtag
-  embeddings of size D by the negative cosine loss), tensor (stage 2: the tensor model with the
+  through the learned head), ncsl (stage 1: the head regressed onto fixed hashtag embeddings
+  of size D by the negative cosine loss), tensor (stage 2: the tensor model with the
   triplet hinge over six in-batch negatives) or mlp (stage 2: the embeddings concatenated and
   scored by an MLP of `scorer` widths, same loss);
 - init (tensor, mlp): the workdir of a stage-1 run to start from, or "@VARIANT" for that
@@ -29,13 +31,18 @@ Variants (after the colon):
   other posts' hashtags) or vocabulary (every hashtag);
 - loss (tensor): triplet (the paper's) or softmax (stage 1's loss over the vocabulary, to tell
   the model's effect from the loss's);
+- embeddings (ncsl): ppmi (NCSL-PPMI: PPMI-SVD rows) or mssg (NCSL-MS: the global vectors of
+  a multi-sense skip-gram model);
+- center (ncsl): subtract the table's mean row first (not in the paper);
+- optimizer: adam replaces the variant's optimizer (with --config.learning_rate);
 - D (hashtag embedding size), E (user embedding size), preset, seed;
 - split: temporal (the paper's per-user 90% split) or user_disjoint (its test users get the
   fallback 1/E user vector).
 Any field can be overridden with --config.FIELD=VALUE.
 
 The paper fine-tunes a ResNet-50; here the image model is a learned MLP head on the dataset's
-precomputed image features (README, "Veit et al.: work in progress").
+precomputed image features; the sweeps' stage 2 departs from the paper's form too (README,
+"Results: Veit et al.").
 """
 
 import ml_collections
@@ -47,7 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = config_lib.parse_arg(arg, model="tensor", init="", init_parts=("image",),
                               hidden=(300,), image_dim=0, D=300, E=50, shared=False, bias=False,
                               scorer=(300,), tags_from="batch", loss="triplet",
-                              embeddings="ppmi", preset="default", seed=0, split="temporal")
+                              embeddings="ppmi", center=False, optimizer="",
+                              preset="default", seed=0, split="temporal")
   config = config_lib.train_config()
   head = {"hidden": tuple(args.hidden), "dropout_rate": 0.2, "batch_norm": True}
   user_specific = {**head, "image_dim": args.image_dim, "tag_dim": args.D, "user_dim": args.E}
@@ -70,6 +78,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       raise ValueError(f"config argument embeddings={args.embeddings!r}: choose ppmi or mssg")
     config.model = ml_collections.ConfigDict({"name": "ncsl", "kwargs": {
         **head, "dim": args.D, "tag_embeddings": args.embeddings}})
+    if args.center:  # the table's mean row subtracted (not in the paper; README, finding 4)
+      config.model.kwargs.center = True
     config.loss = ml_collections.ConfigDict({"name": "ncsl"})
     if args.embeddings == "mssg":  # MSSG's global vectors, as the paper uses them
       config.model.kwargs.mssg = {"senses": 3, "epochs": 20}
@@ -102,6 +112,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      "tensor or mlp")
   if args.model in ("mcll", "ncsl"):
     config.train_steps = 1500
+  if args.optimizer == "adam":  # any variant under ImageNet's optimizer (README, Table 2)
+    config.optimizer = ml_collections.ConfigDict({"name": "adam"})
+  elif args.optimizer:
+    raise ValueError(f"config argument optimizer={args.optimizer!r}: only adam overrides the "
+                     "variant's own")
   config.data = config_lib.data_config(args.preset, args.seed, args.split)
   config.seed = args.seed
   config.plateau_start_step = 1000
@@ -123,12 +138,13 @@ TABLE_COLUMNS = ("A@1", "A@10")
 # hashtags), and the MLP's scorer is 64 wide (its [B, vocabulary, H] activations dominate a step).
 STAGE1 = {"MCLL": "model=mcll", "NCSL-PPMI": "model=ncsl",
           "NCSL-MS": "model=ncsl,embeddings=mssg"}
-# No Tensor (NCSL-MS) row: started from NCSL-MS's (collapsed) head and its raw MSSG rows, the
-# tensor's loss is NaN by step 100 (seed 0; README, finding 4).
+# Two rows are missing: Tensor (NCSL-MS) and MLP (NCSL-PPMI) reach a NaN loss by step 100
+# (seeds 0 and 1). NCSL's heads are trained through a cosine, so nothing bounds their outputs:
+# with their tag rows, stage 2 starts at scores 3x (PPMI) and 9x (MS) MCLL's, and the same rate
+# is too large for them (README, finding 6).
 STAGE2_TENSOR = {"MCLL": "init_parts=image+tags,shared=true,bias=true",
                  "NCSL-PPMI": "image_dim=300,init_parts=image+tags,shared=true"}
-STAGE2_MLP = {"MCLL": "scorer=64", "NCSL-PPMI": "image_dim=300,scorer=64",
-              "NCSL-MS": "image_dim=300,scorer=64"}
+STAGE2_MLP = {"MCLL": "scorer=64", "NCSL-MS": "image_dim=300,scorer=64"}
 
 
 def stage2(model: str, stage1: str, options: str, extra: str = "tags_from=vocabulary") -> str:
@@ -154,7 +170,7 @@ def get_sweep(name: str) -> dict[str, list[str]]:
   if name == "table2":
     return {"Table 2: user-agnostic and user-specific models": [
         "model=imagenet", *STAGE1.values(),
-        *(stage2("mlp", s, STAGE2_MLP[s]) for s in STAGE1),
+        *(stage2("mlp", s, STAGE2_MLP[s]) for s in STAGE2_MLP),
         *(stage2("tensor", s, STAGE2_TENSOR[s]) for s in STAGE2_TENSOR),
         stage2("tensor", "MCLL", STAGE2_TENSOR["MCLL"], "loss=softmax")]}
   if name == "hetrec":  # the rows that apply to real data: no oracle; the MLP's [B, V, H]
