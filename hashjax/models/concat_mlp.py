@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from hashjax.models import layers
-from hashjax.models.user_specific import UserSpecificModel
+from hashjax.models.user_specific import UserSpecificModel, UserSpecificModule
 
 
 class _PairMLP(nn.Module):
@@ -65,24 +65,13 @@ class _PairMLP(nn.Module):
     return self.out(nn.relu(x))[..., 0]
 
 
-class _ConcatMLP(nn.Module):
-  hidden: tuple[int, ...]
-  image_dim: int
-  tag_dim: int
-  user_dim: int
-  num_users: int
-  num_tags: int
-  dropout_rate: float
-  batch_norm: bool
-  widths: tuple[int, ...]
+class _ConcatMLP(UserSpecificModule):
+  widths: tuple[int, ...] = (300,)
 
   def setup(self):
-    self.image = layers.MLP(self.hidden, self.dropout_rate, self.batch_norm,
-                            out_features=self.image_dim)
-    self.user = layers.UserTable(self.num_users, self.user_dim)
+    super().setup()
     self.tags = layers.TagTable(self.num_tags, self.tag_dim, bias=False)
-    width = self.image_dim or self.hidden[-1]
-    self.scorer = _PairMLP(self.widths, (self.tag_dim, width, self.user_dim))
+    self.scorer = _PairMLP(self.widths, (self.tag_dim, self.image_width, self.user_dim))
 
   def _first_layer(self, batch, tag_ids, train):
     f, u = self.image(batch["features"], train), self.user(batch)
@@ -117,8 +106,7 @@ class ConcatMLP(UserSpecificModel):
       raise ValueError("the scoring MLP needs at least one hidden layer (scorer_hidden)")
 
   def module(self) -> nn.Module:
-    return _ConcatMLP(self.hidden, self.image_dim, self.tag_dim, self.user_dim, self.num_users,
-                      self.num_tags, self.dropout_rate, self.batch_norm, self.scorer_hidden)
+    return _ConcatMLP(**self.module_fields(), widths=self.scorer_hidden)
 
   def init_method(self, module, batch):
     return module.axis_scores({**batch, "positive": jnp.zeros(len(batch["features"]), int)},

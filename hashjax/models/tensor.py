@@ -47,26 +47,16 @@ import jax.numpy as jnp
 
 from hashjax.models import layers
 from hashjax.models.flax_adapter import FlaxTwoTower
-from hashjax.models.user_specific import UserSpecificModel
+from hashjax.models.user_specific import UserSpecificModel, UserSpecificModule
 
 
-class _Tensor(nn.Module):
-  hidden: tuple[int, ...]
-  image_dim: int
-  tag_dim: int
-  user_dim: int
-  num_users: int
-  num_tags: int
-  dropout_rate: float
-  batch_norm: bool
-  shared_slice: bool
-  tag_bias: bool
+class _Tensor(UserSpecificModule):
+  shared_slice: bool = False
+  tag_bias: bool = False
 
   def setup(self):
-    self.image = layers.MLP(self.hidden, self.dropout_rate, self.batch_norm,
-                            out_features=self.image_dim)
-    width = self.image_dim or self.hidden[-1]
-    self.user = layers.UserTable(self.num_users, self.user_dim)
+    super().setup()
+    width = self.image_width
     # Scaled so that a query W^(k) f starts at the size of f: entries of W_r ~ N(0, 1/F).
     self.tensor = self.param("tensor", nn.initializers.normal(1.0 / width ** 0.5),
                              (self.user_dim, self.tag_dim, width))
@@ -135,6 +125,5 @@ class Tensor(FlaxTwoTower, UserSpecificModel):
   label: ClassVar[str] = "Tensor"
 
   def module(self) -> nn.Module:
-    return _Tensor(self.hidden, self.image_dim, self.tag_dim, self.user_dim, self.num_users,
-                   self.num_tags, self.dropout_rate, self.batch_norm, self.shared_slice,
-                   self.tag_bias)
+    return _Tensor(**self.module_fields(), shared_slice=self.shared_slice,
+                   tag_bias=self.tag_bias)

@@ -3,14 +3,38 @@ hashtag embeddings in R^D, a user embedding in R^E (1/E for users unseen in trai
 view the triplet loss needs, `train_axis_scores` (hashjax.losses.triplet).
 
 The tensor (tensor.py, two towers) and the concatenation MLP (concat_mlp.py, scored pair by
-pair) subclass it with their flax module, which has an `axis_scores(batch, train)` method.
+pair) subclass UserSpecificModel, and their flax modules subclass UserSpecificModule (the head
+and the user table; each adds its tag table and scorer and an `axis_scores(batch, train)`).
 """
 
 import dataclasses
 from typing import Any, ClassVar
 
+import flax.linen as nn
+
 from hashjax.models import layers
 from hashjax.models.flax_adapter import FlaxModel
+
+
+class UserSpecificModule(nn.Module):
+  """The parts both models have: "image" (the head, as stage 1's) and "user" (layers.UserTable)."""
+  hidden: tuple[int, ...]
+  image_dim: int
+  tag_dim: int
+  user_dim: int
+  num_users: int
+  num_tags: int
+  dropout_rate: float
+  batch_norm: bool
+
+  def setup(self):
+    self.image = layers.MLP(self.hidden, self.dropout_rate, self.batch_norm,
+                            out_features=self.image_dim)
+    self.user = layers.UserTable(self.num_users, self.user_dim)
+
+  @property
+  def image_width(self) -> int:
+    return self.image_dim or self.hidden[-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +67,11 @@ class UserSpecificModel(FlaxModel):
   def image_width(self) -> int:
     """F: the width of the head's output."""
     return self.image_dim or self.hidden[-1]
+
+  def module_fields(self) -> dict[str, Any]:
+    """The UserSpecificModule fields, from these hyperparameters."""
+    return {f: getattr(self, f) for f in ("hidden", "image_dim", "tag_dim", "user_dim",
+                                          "num_users", "num_tags", "dropout_rate", "batch_norm")}
 
   def train_axis_scores(self, variables, batch: dict[str, Any], positive, rng):
     """((S_tag, S_img, S_user), state updates) in training mode; positive: tag ids [B]; with

@@ -194,6 +194,15 @@ def test_hinge_on_a_hand_computed_case():
   assert hinges.shape == (6, 2)
 
 
+def _assert_same_loss_and_gradient(loss, naive, params):
+  """loss and naive agree in value and gradient at params; returns loss's gradient."""
+  np.testing.assert_allclose(loss(params), naive(params), rtol=1e-5)
+  got, want = jax.grad(loss)(params), jax.grad(naive)(params)
+  for (path, g), w in zip(jax.tree.leaves_with_path(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  return got
+
+
 @pytest.mark.parametrize("options", OPTIONS)
 def test_objective_gradient_equals_autodiff_of_the_naive_triple_sum(options):
   """The loss through [B, B] contractions has the gradient of the plain B x B x B version."""
@@ -224,10 +233,7 @@ def test_objective_gradient_equals_autodiff_of_the_naive_triple_sum(options):
     return jnp.where(has, per_post, 0).sum() / has.sum()
 
   loss = lambda params: objective(model, {**variables, "params": params}, batch, rng)[0]
-  np.testing.assert_allclose(loss(variables["params"]), naive(variables["params"]), rtol=1e-5)
-  got, want = jax.grad(loss)(variables["params"]), jax.grad(naive)(variables["params"])
-  for (path, g), w in zip(jax.tree.leaves_with_path(got), jax.tree.leaves(want)):
-    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  got = _assert_same_loss_and_gradient(loss, naive, variables["params"])
   assert any(np.abs(np.asarray(g)).max() > 0 for g in jax.tree.leaves(got))
   # and a central difference along a random direction (float64 would be tighter; fp32 here)
   direction = jax.tree.map(lambda x: jax.random.normal(jax.random.key(1), x.shape), got)
@@ -309,10 +315,7 @@ def test_objective_with_vocabulary_candidates_equals_the_naive_sum_over_every_ha
     return jnp.where(has, per_post, 0).sum() / has.sum()
 
   loss = lambda params: objective(model, {**variables, "params": params}, batch, rng)[0]
-  np.testing.assert_allclose(loss(variables["params"]), naive(variables["params"]), rtol=1e-5)
-  got, want = jax.grad(loss)(variables["params"]), jax.grad(naive)(variables["params"])
-  for (path, g), w in zip(jax.tree.leaves_with_path(got), jax.tree.leaves(want)):
-    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  got = _assert_same_loss_and_gradient(loss, naive, variables["params"])
   assert np.abs(np.asarray(got["tags"]["embedding"])).max() > 0
   with pytest.raises(ValueError, match="tag_candidates"):
     objectives.Triplet(tag_candidates="users")(model, variables, batch, rng)
