@@ -95,7 +95,8 @@ class PostDataset:
                        word_vector_dim=meta.get("word_vector_dim") or 0,
                        caption_vocab_size=meta.get("caption_vocab_size") or 0,
                        max_tags_per_post=meta["max_tags_per_post"],
-                       max_caption_len=self.max_caption_len)
+                       max_caption_len=self.max_caption_len,
+                       num_seen_tags=int((self.tag_counts > 0).sum()))
 
   # -- opening --------------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ class DatasetSpec:
   caption_vocab_size: caption token ids are in [0, caption_vocab_size) (0: no captions).
   max_tags_per_post: the longest hashtag list.
   max_caption_len: the longest caption, in tokens (0: no captions).
+  num_seen_tags: hashtags used in the training split (ids are by training frequency, so they
+    are ids [0, num_seen_tags)); the rest appear only in val / test (an open vocabulary's
+    unseen hashtags). 0: unknown, taken as num_tags.
   """
   feature_dim: int
   user_meta_dim: int
@@ -30,6 +33,11 @@ class DatasetSpec:
   caption_vocab_size: int = 0
   max_tags_per_post: int = 1
   max_caption_len: int = 0
+  num_seen_tags: int = 0
+
+  @property
+  def seen_tags(self) -> int:
+    return self.num_seen_tags or self.num_tags
 
   def example_batch(self, fields, *, batch_size: int = 1, sequence_length: int = 0) -> dict:
     """Zero-valued inputs of the right shapes and dtypes (to initialise flax modules).

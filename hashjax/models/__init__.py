@@ -12,11 +12,12 @@ and is built from the PostDataset; the others are built from their hyperparamete
 from hashjax.models.concat_mlp import ConcatMLP
 from hashjax.models.denton import Bilinear, Multiplicative, UserBiased
 from hashjax.models.mlp import MLPClassifier
+from hashjax.models.durand import Durand
 from hashjax.models.ncsl import NCSL
 from hashjax.models.tensor import Tensor
 
 MODELS = {cls.name: cls for cls in (Bilinear, UserBiased, Multiplicative, MLPClassifier,
-                                      Tensor, NCSL, ConcatMLP)}
+                                      Tensor, NCSL, ConcatMLP, Durand)}
 
 
 def make_model(model_config, spec=None, dataset=None):

@@ -9,7 +9,8 @@ plugs into the same trainer.
     warp      Weston et al. 2011, Denton et al.: sum over a post's positives of the rank-weighted
               hinge, averaged over posts (one post's update = the paper's per-positive steps)
     softmax   -log softmax(scores)[y], y drawn uniformly from the post's hashtags at every visit
-              (Veit et al.'s MCLL); mean over posts that have a hashtag
+              (Veit et al.'s MCLL); mean over posts that have a hashtag, or over users
+              (Durand et al.'s eq. 9); over every hashtag or the training split's
     sigmoid   sum over the vocabulary of binary cross-entropy against the multi-hot hashtag set
               (the HARRISON classifier); mean over posts that have a hashtag
     ncsl      Veit et al.'s negative cosine similarity loss: -cos(query, sum of the post's tag
@@ -77,17 +78,56 @@ class Warp:
 
 @dataclasses.dataclass(frozen=True)
 class Softmax:
-  """Softmax cross-entropy over the vocabulary against one uniformly drawn hashtag per post."""
+  r"""Softmax cross-entropy over the vocabulary against one uniformly drawn hashtag per post.
+
+  vocabulary: "all" hashtags in the denominator, or only the "seen" ones (used in the training
+    split, ids [0, spec.num_seen_tags)): Durand et al.'s eq. 8 over H^train, so that an open
+    vocabulary's unseen hashtags are never pushed down by training.
+  average: "posts" (the mean over posts) or "users", Durand et al.'s eq. 9 on user sequences:
+
+      L = -1/U sum_u 1/N_u sum_{n of u} log p(y_n | I_n, u)
+
+    each sequence's mean over its target posts, then the mean over sequences (with one
+    sequence per user, seq_len >= the longest history, that is eq. 9 exactly).
+  """
+  vocabulary: str = "all"
+  average: str = "posts"
+  num_seen_tags: int = 0  # set from the dataset by make_objective
   name: ClassVar[str] = "softmax"
   inputs: ClassVar[tuple[str, ...]] = ()
+
+  def __post_init__(self):
+    if self.vocabulary not in ("all", "seen"):
+      raise ValueError(f"loss 'softmax': vocabulary must be all or seen, got "
+                       f"{self.vocabulary!r}")
+    if self.average not in ("posts", "users"):
+      raise ValueError(f"loss 'softmax': average must be posts or users, got {self.average!r}")
+
+  def for_dataset(self, spec):
+    return dataclasses.replace(self, num_seen_tags=spec.seen_tags)
 
   def __call__(self, model, variables, batch, rng):
     label_key, model_key = jax.random.split(rng)
     queries, tag_ids, tag_mask, table, _, updates = _two_tower(model, variables, batch,
                                                                model_key)
+    if self.vocabulary == "seen":
+      if not self.num_seen_tags:
+        raise ValueError("loss 'softmax' over the seen vocabulary needs the dataset's spec "
+                         "(make_objective(config.loss, spec))")
+      table = table[:self.num_seen_tags]
+      tag_mask = tag_mask & (tag_ids < self.num_seen_tags)
     labels, has_positive = targets.uniform_positive(label_key, tag_ids, tag_mask)
     per_post = optax.softmax_cross_entropy_with_integer_labels(queries @ table.T, labels)
-    return _mean_over(per_post, has_positive), {}, updates
+    if self.average == "posts":
+      return _mean_over(per_post, has_positive), {}, updates
+    if "target_mask" not in batch:
+      raise ValueError("loss 'softmax' averaged over users needs user sequences (a model of "
+                       "layout 'sequences')")
+    sequences = batch["target_mask"].shape[0]
+    per_post = jnp.where(has_positive, per_post, 0.0).reshape(sequences, -1)
+    counted = has_positive.reshape(sequences, -1).sum(axis=1)
+    per_user = per_post.sum(axis=1) / jnp.maximum(counted, 1)
+    return _mean_over(per_user, counted > 0), {}, updates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,15 +231,19 @@ OBJECTIVES = {cls.name: cls for cls in (Warp, Softmax, SigmoidCrossEntropy, Trip
                                         NegativeCosine)}
 
 
-def make_objective(loss_config: Any):
-  """The objective config.loss describes: {name, **hyperparameters}."""
+def make_objective(loss_config: Any, spec=None):
+  """The objective config.loss describes: {name, **hyperparameters}; one that depends on the
+  dataset (`for_dataset`: the seen vocabulary) is bound to `spec`."""
   options = dict(loss_config)
   name = options.pop("name", None)
   if name not in OBJECTIVES:
     raise ValueError(f"unknown loss {name!r}; available: {', '.join(sorted(OBJECTIVES))}")
   try:
-    return OBJECTIVES[name](**options)
+    objective = OBJECTIVES[name](**options)
   except TypeError as e:
     fields = [f.name for f in dataclasses.fields(OBJECTIVES[name])]
     raise ValueError(f"loss {name!r} takes {fields or 'no options'}; got {sorted(options)}"
                      ) from e
+  if spec is not None and hasattr(objective, "for_dataset"):
+    objective = objective.for_dataset(spec)
+  return objective

@@ -166,7 +166,7 @@ def train_and_evaluate(config, workdir: str, dataset: PostDataset | None = None)
 def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> dict:
   dataset = dataset or sources.resolve_dataset(config.data)
   model = models.make_model(config.model, dataset.spec, dataset)
-  objective = objectives.make_objective(config.loss)
+  objective = objectives.make_objective(config.loss, dataset.spec)
   keep = tag_distribution.keep_probabilities(dataset.tag_counts, config.data.dist)
   mesh = make_mesh(config.num_devices)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

@@ -1,0 +1,242 @@
+r"""Durand et al. 2020: a user represented by their posting history, and an open vocabulary.
+
+The two towers (hashjax.models.history has the layers and their equations):
+
+    u_t   = h_{t-1}, the GRU state after the user's posts before t (h_0 = 0: a user without
+            history, and the model is user-agnostic)
+    v     = ReLU(W_v f + b)                      a separate image head (not the history's f_im)
+    z     = MUTAN(v, u_t)                        user-conditional image, R^{d_c} (eq. 6)
+    query = phi_iu(z) = W_iu z + b               R^d
+    row_y = phi_tag(psi(y)) = W_2 ReLU(W_1 psi(y) + b_1) + b_2      the tag tower (eq. 7)
+
+so score(v, u, y) = phi_iu(MUTAN(v, u)) . phi_tag(psi(y)), and any string with a word vector
+psi can be scored (`embed_words`): the vocabulary is open. With `word_vectors="learned"` psi
+is a learned table started at random (the paper's "w/o GloVe"), and only the training
+vocabulary means anything.
+
+The user tower (`user`):
+
+    gru           the history GRU over fusion(image, hashtags) of each earlier post (the paper's)
+    used          [C] u = 1[hashtag used before], a binary vector over the vocabulary
+    occurrences   [D] u = the counts of each hashtag used before
+    word_sum      [E] u = the sum of the word vectors of every hashtag used before
+    none          [B] u = 0 (user-agnostic: the same towers without a user)
+
+The model reads user sequences (layout "sequences", pipeline.sequence_batches): fields
+[S, W, ...], each row of S one user's consecutive posts in time order. The query at position t
+reads the image of post t and the hashtags of the posts before it only (`seq_mask` drops the
+padding); one scan gives every position's user state, so a sequence of W posts costs W GRU
+steps whatever their history. The hashtags of post t are its targets; they reach the queries
+of t+1, t+2, ... only.
+
+Streaming (the predict path, new users without retraining): `final_state` is the state after a
+user's history, `next_state` one GRU step from a stored state with a new post, and
+`query_from_state` the query of a new image for a user in that state.
+
+Parts: "words" (psi), "history" (the post fusion and the GRU), "image" (v), "fusion" (MUTAN),
+"joint" (phi_iu), "tags" (phi_tag).
+"""
+
+import dataclasses
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hashjax.models import history, layers
+from hashjax.models.flax_adapter import FlaxTwoTower
+
+USER_REPRESENTATIONS = ("gru", "used", "occurrences", "word_sum", "none")
+WORD_VECTORS = ("fixed", "learned")
+
+
+class WordTable(nn.Module):
+  """psi: the [Y, w] word vectors; fixed (the dataset's, through stop_gradient) or learned."""
+  vectors: Any  # np.ndarray [Y, w], hashed by identity
+  learned: bool
+
+  @nn.compact
+  def __call__(self):
+    shape = self.vectors.shape
+    if self.learned:
+      scale = float(np.sqrt(np.mean(np.square(self.vectors)))) or 1.0  # psi's typical entry
+      return self.param("table", nn.initializers.normal(scale), shape)
+    return jax.lax.stop_gradient(
+        self.param("table", lambda *_: jnp.asarray(self.vectors, jnp.float32)))
+
+
+class _Durand(nn.Module):
+  words_init: Any
+  learned_words: bool
+  user: str
+  fusion: str
+  post_dim: int
+  user_dim: int
+  image_dim: int
+  fused_dim: int
+  joint_dim: int
+  tag_hidden: int
+  mutan_rank: int
+
+  def setup(self):
+    self.words = WordTable(self.words_init, self.learned_words)
+    if self.user == "gru":
+      self.history = _History(self.fusion, self.post_dim, self.user_dim, self.mutan_rank)
+    self.image = layers.MLP((self.image_dim,))
+    self.fusion_layer = history.Mutan(self.fused_dim, self.mutan_rank, name="fusion")
+    self.joint = nn.Dense(self.joint_dim)
+    self.tags = layers.MLP((self.tag_hidden,), out_features=self.joint_dim)
+
+  def _num_tags(self) -> int:
+    return self.words_init.shape[0]
+
+  def user_before(self, batch):
+    """u_t [S, W, ...] from the posts before each position."""
+    update = batch["seq_mask"]
+    if self.user == "gru":
+      return self.history(self.words(), batch, update)[0]
+    if self.user == "none":
+      return jnp.zeros(update.shape + (1,), jnp.float32)
+    return history.pooled_history(self.user, batch, update, num_tags=self._num_tags(),
+                                  words=self.words())
+
+  def _score_query(self, features, user, train: bool):
+    return self.joint(self.fusion_layer(self.image(features, train), user))
+
+  def query(self, batch, train: bool = False):
+    q = self._score_query(batch["features"], self.user_before(batch), train)
+    return q * batch["seq_mask"][..., None]  # padding scores nothing
+
+  def tag_table(self):
+    return self.embed_words({"word_vectors": self.words()})
+
+  def embed_words(self, batch, train: bool = False):
+    return self.tags(batch["word_vectors"], train)
+
+  # -- streaming (user="gru") ----------------------------------------------------------------
+
+  def final_state(self, batch, train: bool = False):
+    """The state after each sequence's last post [S, d_u] (masked positions carry it)."""
+    return self.history(self.words(), batch, batch["seq_mask"])[1][:, -1]
+
+  def next_state(self, batch, train: bool = False):
+    """state [B, d_u] + one post (features [B, n], tag_ids / tag_mask [B, T]) -> [B, d_u]."""
+    return self.history.step(self.words(), batch)
+
+  def query_from_state(self, batch, train: bool = False):
+    """The query [B, d] of images features [B, n] for users in state [B, d_u]."""
+    return self._score_query(batch["features"], batch["state"], train)
+
+
+class _History(nn.Module):
+  """Post vectors x_t = fusion(f_im, f_tag) and the GRU over them (part "history")."""
+  fusion: str
+  post_dim: int
+  user_dim: int
+  mutan_rank: int
+
+  def setup(self):
+    self.post = history.PostFusion(self.fusion, self.post_dim, self.mutan_rank)
+    self.gru = history.UserStates(self.user_dim)
+
+  def post_vectors(self, words, batch):
+    tag_sum = history.tag_vector_sum(words, batch["tag_ids"], batch["tag_mask"])
+    return self.post(batch["features"], tag_sum)
+
+  def __call__(self, words, batch, update):
+    return self.gru(self.post_vectors(words, batch), update)
+
+  def step(self, words, batch):
+    update = jnp.ones(batch["state"].shape[:1], bool)
+    return self.gru.step(batch["state"], self.post_vectors(words, batch), update)
+
+
+@dataclasses.dataclass(frozen=True)
+class Durand(FlaxTwoTower):
+  """Attributes: the word vectors psi [Y, w] (from_dataset: the dataset's); the user tower and
+  post fusion (above); widths d_i = d_t (post_dim), d_u, d_v, d_c, d and phi_tag's hidden
+  layer; MUTAN's rank R (eq. 6 and the mutan fusion); word_vectors fixed or learned."""
+  words: np.ndarray = dataclasses.field(repr=False, compare=False, hash=False)
+  user: str = "gru"
+  fusion: str = "product"
+  post_dim: int = 512
+  user_dim: int = 1024
+  image_dim: int = 512
+  fused_dim: int = 512
+  joint_dim: int = 512
+  tag_hidden: int = 512
+  mutan_rank: int = 5
+  word_vectors: str = "fixed"
+  name: ClassVar[str] = "durand"
+  layout: ClassVar[str] = "sequences"
+
+  def __post_init__(self):
+    if self.user not in USER_REPRESENTATIONS:
+      raise ValueError(f"unknown user representation {self.user!r}; choose one of "
+                       f"{USER_REPRESENTATIONS}")
+    if self.fusion not in history.FUSIONS:
+      raise ValueError(f"unknown fusion {self.fusion!r}; choose one of {history.FUSIONS}")
+    if self.word_vectors not in WORD_VECTORS:
+      raise ValueError(f"word_vectors must be one of {WORD_VECTORS}, got {self.word_vectors!r}")
+    if self.words is None or np.ndim(self.words) != 2:
+      raise ValueError("the Durand model needs a [num_tags, w] table of word vectors")
+    for field in ("post_dim", "user_dim", "image_dim", "fused_dim", "joint_dim", "tag_hidden",
+                  "mutan_rank"):
+      if getattr(self, field) < 1:
+        raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+
+  @classmethod
+  def from_dataset(cls, dataset, **hyperparameters):
+    if dataset.word_vectors is None:
+      raise ValueError(f"{dataset.directory}: the Durand model scores hashtags from their word "
+                       "vectors, and the dataset has none (data_prep.word_vectors adds them)")
+    return cls(words=np.asarray(dataset.word_vectors, np.float32), **hyperparameters)
+
+  @property
+  def inputs(self) -> tuple[str, ...]:
+    fields = ("features", "seq_mask")
+    return fields if self.user == "none" else fields + ("tag_ids", "tag_mask")
+
+  @property
+  def label(self) -> str:
+    if self.user != "gru":
+      return {"used": "[C] used hashtags", "occurrences": "[D] hashtag occurrences",
+              "word_sum": "[E] hashtag sum", "none": "[B] user agnostic"}[self.user]
+    label = "Ours (hashtag)" if self.fusion == "tags" else "Ours (image+hashtag)"
+    if self.fusion not in ("tags", "product"):
+      label = f"Ours ({self.fusion} fusion)"
+    return label + (" w/o word vectors" if self.word_vectors == "learned" else "")
+
+  def module(self) -> nn.Module:
+    return _Durand(self.words, self.word_vectors == "learned", self.user, self.fusion,
+                   self.post_dim, self.user_dim, self.image_dim, self.fused_dim, self.joint_dim,
+                   self.tag_hidden, self.mutan_rank)
+
+  def report_columns(self) -> dict[str, Any]:
+    return {"user": self.user, "fusion": self.fusion if self.user == "gru" else "-",
+            "d_u": self.user_dim if self.user == "gru" else "-",
+            "words": self.word_vectors}
+
+  # -- open vocabulary and streaming -----------------------------------------------------------
+
+  def embed_words(self, variables, word_vectors) -> jax.Array:
+    """phi_tag(psi) for word vectors [N, w] of any hashtags, in or out of the vocabulary."""
+    return self.apply_eval(variables, "embed_words", {"word_vectors": word_vectors})
+
+  def final_state(self, variables, batch) -> jax.Array:
+    self._check_streaming()
+    return self.apply_eval(variables, "final_state", batch)
+
+  def next_state(self, variables, state, post) -> jax.Array:
+    self._check_streaming()
+    return self.apply_eval(variables, "next_state", {**post, "state": state})
+
+  def query_from_state(self, variables, state, features) -> jax.Array:
+    return self.apply_eval(variables, "query_from_state", {"features": features,
+                                                           "state": state})
+
+  def _check_streaming(self):
+    if self.user != "gru":
+      raise ValueError(f"streaming user states are the GRU's; this model's user is {self.user!r}")
