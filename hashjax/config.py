@@ -74,5 +74,6 @@ def train_config() -> ml_collections.ConfigDict:
   config.log_every = 100
   config.eval_every = 250
   config.checkpoint_every = 1000
-  config.eval = ml_collections.ConfigDict(dict(batch_size=1024, ks=(1, 5, 10)))
+  config.eval = ml_collections.ConfigDict(dict(batch_size=1024, ks=(1, 5, 10),
+                                               vocabularies=("all",)))
   return config

@@ -49,7 +49,7 @@ POSTS_DIR = "posts"
 
 SPLITS = ("train", "val", "test")
 SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
-SPLIT_SCHEMES = ("user_disjoint", "temporal")
+SPLIT_SCHEMES = ("user_disjoint", "temporal", "user_disjoint_70_10_20")
 
 BASE_COLUMNS = ("post_id", "user_id", "timestamp", "split", "features",
                 "tag_offsets", "tag_ids", "user_meta")

@@ -22,13 +22,15 @@ from typing import Any, Iterator
 import numpy as np
 
 from hashjax.data import format as fmt
+from hashjax.data import splits
 from hashjax.data.spec import DatasetSpec
 
 PAD_ID = -1  # value of padded hashtag / caption / history slots; always paired with a False mask
 
 # What `read` can return per post. The in-memory columns cost nothing; features (memory-mapped,
 # the bulk of every batch) and captions are read only when asked for.
-POST_FIELDS = ("row", "post_id", "user_id", "user_index", "user_train_posts", "timestamp",
+POST_FIELDS = ("row", "post_id", "user_id", "user_index", "user_train_posts", "in_train",
+               "timestamp",
                "features", "user_meta", "tag_ids", "tag_mask", "caption_ids", "caption_mask")
 # Every pipeline reads these: the ground truth, and post_id for the balanced distribution's
 # per-occurrence decision (tag_distribution.apply).
@@ -85,6 +87,8 @@ class PostDataset:
     self.user_train_posts_of_row = np.bincount(
         self.user_index_of_row[self.splits["train"]], minlength=self.num_users
     ).astype(np.int32)[self.user_index_of_row]
+    self.in_train_of_row = np.zeros(self.num_posts, bool)
+    self.in_train_of_row[self.splits["train"]] = True
 
   @property
   def spec(self) -> DatasetSpec:
@@ -225,8 +229,8 @@ class PostDataset:
     row, tag_ids and tag_mask always come back (the hashtags of every record are checked).
     row / post_id / user_id / timestamp are [B]; user_index int32 [B] is the dense user number
     in [0, num_users); user_train_posts int32 [B] the number of training posts of the post's
-    user (0: a user unseen in training); features float32 [B, D]; user_meta [B, M]; tag_ids int32 [B, T] padded
-    with PAD_ID and tag_mask bool [B, T] (T = max_tags, default the dataset's maximum, so
+    user (0: a user unseen in training); in_train bool [B] whether the post is in the training
+    split; features float32 [B, D]; user_meta [B, M]; tag_ids int32 [B, T] padded with PAD_ID and tag_mask bool [B, T] (T = max_tags, default the dataset's maximum, so
     nothing is cut unless asked); caption_ids / caption_mask [B, L] (L = max_caption, default
     the longest caption). `num_tags_cut` counts hashtags dropped by a small max_tags.
     """
@@ -247,7 +251,8 @@ class PostDataset:
     b = len(rows)
     out = {"row": rows, "user_id": self.user_ids[rows], "timestamp": self.timestamps[rows],
            "user_index": self.user_index_of_row[rows],
-           "user_train_posts": self.user_train_posts_of_row[rows], "num_tags_cut": 0}
+           "user_train_posts": self.user_train_posts_of_row[rows],
+           "in_train": self.in_train_of_row[rows], "num_tags_cut": 0}
     for name, shape, dtype in (("post_id", (b,), np.int64), ("features", (b, self.feature_dim),
                                 np.float32), ("user_meta", (b, self.user_meta_dim), np.float32)):
       if name in fields:
@@ -394,7 +399,7 @@ class PostDataset:
     """The split recorded in the metadata is the split the rows are in."""
     scheme = self.metadata["split_scheme"]
     same_user = np.diff(self.first_row_of) == 0  # row r + 1 has row r's user
-    if scheme == "user_disjoint":
+    if splits.is_user_disjoint(scheme):
       bad = same_user & (np.diff(split_of) != 0)
       rule = "a user_disjoint dataset puts all of a user's posts in one split"
     elif scheme == "temporal":

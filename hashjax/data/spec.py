@@ -51,6 +51,7 @@ class DatasetSpec:
         "user_meta": ((self.user_meta_dim,), np.float32),
         "user_index": ((), np.int32),
         "user_train_posts": ((), np.int32),
+        "in_train": ((), bool),
         "user_id": ((), np.int64),
         "post_id": ((), np.int64),
         "timestamp": ((), np.int64),

@@ -221,7 +221,8 @@ def _output_split(dataset: PostDataset, rows: np.ndarray, options: FilterOptions
   counts = np.diff(np.append(starts, len(rows)))
   if options.split_scheme == "temporal":  # rows are in time order within a user
     return np.concatenate([splits.temporal_split(int(c)) for c in counts] + [np.zeros(0, np.int8)])
-  return np.repeat(splits.user_disjoint_split(len(starts), options.seed), counts)
+  return np.repeat(splits.user_disjoint_split(len(starts), options.seed, options.split_scheme),
+                   counts)
 
 
 def _not_carried(directory: str) -> list[str]:

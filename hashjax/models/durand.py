@@ -7,7 +7,10 @@ The two towers (hashjax.models.history has the layers and their equations):
     v     = ReLU(W_v f + b)                      a separate image head (not the history's f_im)
     z     = MUTAN(v, u_t)                        user-conditional image, R^{d_c} (eq. 6)
     query = phi_iu(z) = W_iu z + b               R^d
-    row_y = phi_tag(psi(y)) = W_2 ReLU(W_1 psi(y) + b_1) + b_2      the tag tower (eq. 7)
+    row_y = phi_tag(psi(y)) = W_2 ReLU(W_1 psi(y) + b_1)      the tag tower (eq. 7; no
+            output bias: one shared by every row adds q . b_2 to all of a post's scores, which
+            no ranking or softmax sees, and Adam would turn its rounding-noise gradient into
+            full-size steps)
 
 so score(v, u, y) = phi_iu(MUTAN(v, u)) . phi_tag(psi(y)), and any string with a word vector
 psi can be scored (`embed_words`): the vocabulary is open. With `word_vectors="learned"` psi
@@ -21,6 +24,9 @@ The user tower (`user`):
     occurrences   [D] u = the counts of each hashtag used before
     word_sum      [E] u = the sum of the word vectors of every hashtag used before
     none          [B] u = 0 (user-agnostic: the same towers without a user)
+
+With history="train" only posts of the training split update the state (`in_train`): a
+user's history is fixed at what training saw (Table 3's "fixed history").
 
 The model reads user sequences (layout "sequences", pipeline.sequence_batches): fields
 [S, W, ...], each row of S one user's consecutive posts in time order. The query at position t
@@ -79,6 +85,7 @@ class _Durand(nn.Module):
   joint_dim: int
   tag_hidden: int
   mutan_rank: int
+  train_history: bool
 
   def setup(self):
     self.words = WordTable(self.words_init, self.learned_words)
@@ -87,14 +94,14 @@ class _Durand(nn.Module):
     self.image = layers.MLP((self.image_dim,))
     self.fusion_layer = history.Mutan(self.fused_dim, self.mutan_rank, name="fusion")
     self.joint = nn.Dense(self.joint_dim)
-    self.tags = layers.MLP((self.tag_hidden,), out_features=self.joint_dim)
+    self.tags = _TagTower(self.tag_hidden, self.joint_dim)
 
   def _num_tags(self) -> int:
     return self.words_init.shape[0]
 
   def user_before(self, batch):
     """u_t [S, W, ...] from the posts before each position."""
-    update = batch["seq_mask"]
+    update = batch["seq_mask"] & batch["in_train"] if self.train_history else batch["seq_mask"]
     if self.user == "gru":
       return self.history(self.words(), batch, update)[0]
     if self.user == "none":
@@ -130,6 +137,17 @@ class _Durand(nn.Module):
     return self._score_query(batch["features"], batch["state"], train)
 
 
+class _TagTower(nn.Module):
+  """phi_tag(psi) = W_2 ReLU(W_1 psi + b_1) (part "tags")."""
+  hidden: int
+  features: int
+
+  @nn.compact
+  def __call__(self, words, train: bool = False):
+    return nn.Dense(self.features, use_bias=False, name="out")(
+        nn.relu(nn.Dense(self.hidden, name="hidden")(words)))
+
+
 class _History(nn.Module):
   """Post vectors x_t = fusion(f_im, f_tag) and the GRU over them (part "history")."""
   fusion: str
@@ -157,7 +175,9 @@ class _History(nn.Module):
 class Durand(FlaxTwoTower):
   """Attributes: the word vectors psi [Y, w] (from_dataset: the dataset's); the user tower and
   post fusion (above); widths d_i = d_t (post_dim), d_u, d_v, d_c, d and phi_tag's hidden
-  layer; MUTAN's rank R (eq. 6 and the mutan fusion); word_vectors fixed or learned."""
+  layer; MUTAN's rank R (eq. 6 and the mutan fusion); word_vectors fixed or learned; history
+  full (every earlier post) or train (only the training split's posts update the user: the
+  paper's "fixed history", Table 3's Ours-FH)."""
   words: np.ndarray = dataclasses.field(repr=False, compare=False, hash=False)
   user: str = "gru"
   fusion: str = "product"
@@ -169,6 +189,7 @@ class Durand(FlaxTwoTower):
   tag_hidden: int = 512
   mutan_rank: int = 5
   word_vectors: str = "fixed"
+  history: str = "full"
   name: ClassVar[str] = "durand"
   layout: ClassVar[str] = "sequences"
 
@@ -180,6 +201,8 @@ class Durand(FlaxTwoTower):
       raise ValueError(f"unknown fusion {self.fusion!r}; choose one of {history.FUSIONS}")
     if self.word_vectors not in WORD_VECTORS:
       raise ValueError(f"word_vectors must be one of {WORD_VECTORS}, got {self.word_vectors!r}")
+    if self.history not in ("full", "train"):
+      raise ValueError(f"history must be full or train, got {self.history!r}")
     if self.words is None or np.ndim(self.words) != 2:
       raise ValueError("the Durand model needs a [num_tags, w] table of word vectors")
     for field in ("post_dim", "user_dim", "image_dim", "fused_dim", "joint_dim", "tag_hidden",
@@ -197,7 +220,9 @@ class Durand(FlaxTwoTower):
   @property
   def inputs(self) -> tuple[str, ...]:
     fields = ("features", "seq_mask")
-    return fields if self.user == "none" else fields + ("tag_ids", "tag_mask")
+    if self.user != "none":
+      fields += ("tag_ids", "tag_mask")
+    return fields + ("in_train",) if self.history == "train" else fields
 
   @property
   def label(self) -> str:
@@ -207,12 +232,13 @@ class Durand(FlaxTwoTower):
     label = "Ours (hashtag)" if self.fusion == "tags" else "Ours (image+hashtag)"
     if self.fusion not in ("tags", "product"):
       label = f"Ours ({self.fusion} fusion)"
-    return label + (" w/o word vectors" if self.word_vectors == "learned" else "")
+    label += " w/o word vectors" if self.word_vectors == "learned" else ""
+    return label + (", fixed history" if self.history == "train" else "")
 
   def module(self) -> nn.Module:
     return _Durand(self.words, self.word_vectors == "learned", self.user, self.fusion,
                    self.post_dim, self.user_dim, self.image_dim, self.fused_dim, self.joint_dim,
-                   self.tag_hidden, self.mutan_rank)
+                   self.tag_hidden, self.mutan_rank, self.history == "train")
 
   def report_columns(self) -> dict[str, Any]:
     return {"user": self.user, "fusion": self.fusion if self.user == "gru" else "-",

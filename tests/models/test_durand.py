@@ -199,3 +199,18 @@ def test_bad_hyperparameters_are_refused():
     _model(user="metadata")
   with pytest.raises(ValueError, match="word vectors"):
     Durand(words=None)
+
+
+def test_a_fixed_history_is_updated_by_training_posts_only():
+  model = _model(history="train")
+  variables = _init(model)
+  batch = _sequences()
+  in_train = np.zeros((3, 6), bool)
+  in_train[:, :3] = True  # a temporal split: the first three posts train
+  queries = np.asarray(model.query(variables, {**batch, "in_train": in_train}))
+  full = _model()
+  frozen = full.final_state(variables, {**batch, "seq_mask": batch["seq_mask"] & in_train})
+  for t in range(3, 6):  # after training, the user stays where training left them
+    np.testing.assert_allclose(
+        queries[:, t], full.query_from_state(variables, frozen, batch["features"][:, t]),
+        rtol=1e-5, atol=1e-6)

@@ -47,7 +47,9 @@ def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
     raise ValueError(f"seed must be an integer >= 0, got {seed!r}")  # numpy seeds are
   start = time.time()
   world = World.create(config, seed)
-  user_split = splits.user_disjoint_split(config.num_users, seed)
+  user_split = splits.user_disjoint_split(  # read only by the user-disjoint schemes
+      config.num_users, seed,
+      split_scheme if splits.is_user_disjoint(split_scheme) else "user_disjoint")
   report = fmt.BuildReport()
   # The with-block stages everything, world/ included, in a sibling directory and moves it into
   # place only at a clean exit: a failed (re)build leaves no partial dataset behind.

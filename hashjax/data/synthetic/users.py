@@ -124,7 +124,8 @@ def make_users(rng, config, cities, groups, concept_popularity, profiles):
   # Heavy-tailed activity: lognormal posts per user with the requested mean before clipping.
   sigma = config.posts_per_user_sigma
   raw = rng.lognormal(np.log(config.mean_posts_per_user) - sigma ** 2 / 2, sigma, U)
-  num_posts = np.clip(np.round(raw), 1, config.max_posts_per_user).astype(np.int64)
+  num_posts = np.clip(np.round(raw), config.min_posts_per_user,
+                      config.max_posts_per_user).astype(np.int64)
 
   group_topics = rng.dirichlet(np.full(C, config.group_topic_alpha), size=config.num_groups)
   # Dirichlet by normalised Gammas (vectorised); the floor keeps every concept possible.

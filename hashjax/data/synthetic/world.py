@@ -72,6 +72,7 @@ class WorldConfig:
   mean_posts_per_user: float = 20.0
   posts_per_user_sigma: float = 1.0  # lognormal shape: the heavy tail of activity
   max_posts_per_user: int = 400
+  min_posts_per_user: int = 1  # Durand et al. keep users with at least 50 posts
   cities_per_country: int = 6
   time_span_days: float = 730.0
   topic_concentration: float = 6.0  # kappa: larger = users photograph more varied things
@@ -127,6 +128,9 @@ class WorldConfig:
         or abs(sum(probs) - 1.0) > 1e-6):
       raise ValueError(f"WorldConfig.concept_count_probs must be {MAX_CONCEPTS} probabilities "
                        f"(of 1..{MAX_CONCEPTS} concepts per image) summing to 1, got {probs!r}")
+    if self.min_posts_per_user > self.max_posts_per_user:
+      raise ValueError(f"WorldConfig.min_posts_per_user={self.min_posts_per_user} exceeds "
+                       f"max_posts_per_user={self.max_posts_per_user}")
     if self.polysemy_by not in ("group", "country"):
       raise ValueError(f"WorldConfig.polysemy_by must be 'group' or 'country', "
                        f"got {self.polysemy_by!r}")
@@ -142,6 +146,7 @@ class WorldConfig:
 # up to MAX_CONCEPTS distinct concepts; every tag kind needs at least one tag.
 _AT_LEAST = {"num_users": 1, "feature_dim": 1, "num_concepts": MAX_CONCEPTS, "num_tags": 1,
              "num_groups": 1, "word_vector_dim": 1, "max_posts_per_user": 1,
+             "min_posts_per_user": 1,
              "cities_per_country": 1, "synonyms_per_concept": 1, "num_polysemous": 1,
              "num_social": 1, "num_generic": 1, "max_tags_per_post": 1, "caption_vocab_size": 1,
              "caption_words_per_concept": 1, "caption_length": 1}
@@ -176,6 +181,9 @@ PRESETS = {
                         caption_words_per_concept=3, caption_length=5, feature_noise=0.5,
                         feature_nuisance=0.5),
     "default": WorldConfig(),
+    # Shaped like Durand et al.'s YFCC100M subset: users with 100-200 posts, none under 50.
+    "durand": WorldConfig(num_users=1000, mean_posts_per_user=110.0, posts_per_user_sigma=0.4,
+                          min_posts_per_user=50, max_posts_per_user=200),
     "paper": WorldConfig(num_users=50_000, feature_dim=4096, num_concepts=200, num_tags=10_000,
                          num_groups=12, mean_posts_per_user=24.0, max_posts_per_user=1000,
                          cities_per_country=20, synonyms_per_concept=5, num_polysemous=30,

@@ -1,0 +1,118 @@
+r"""Durand et al. CVPR'20: users represented by their posting history, an open vocabulary.
+
+  python -m hashjax.main --config=experiments/durand.py --workdir=runs/durand
+  python -m hashjax.main --config=experiments/durand.py:model=hashtag --workdir=runs/durand_tag
+  python -m hashjax.main --config=experiments/durand.py:model=used --workdir=runs/durand_used
+
+Variants (after the colon):
+- model: ours (the history GRU over image+hashtag posts, the paper's model), hashtag (its
+  hashtag branch only: fusion "tags"), agnostic ([B]: no user), used ([C]: a binary vector of
+  the hashtags used before), occurrences ([D]: their counts), word_sum ([E]: the sum of their
+  word vectors); tensor_mcll / mcll: Veit et al.'s Tensor (MCLL) and its stage 1 on the same
+  data (experiments/veit.py's variants; the tensor gives users unseen in training the 1/E
+  vector), tensor_mcll's init the mcll run ("@model=mcll" in a sweep);
+- fusion (ours): product (the paper's), sum, concat, mutan, glu, tirg, tags;
+- words: fixed (the dataset's word vectors, the paper's GloVe) or learned (a table started at
+  random: the paper's "w/o GloVe");
+- d_u: the GRU's width (the user representation; 256 here, the paper's 1024 is the model's
+  default and Fig. 3's sweep: at 1024 a step is 4x as slow on this CPU); dims: d_i = d_t = d_v = d_c = d (the other
+  widths); rank: MUTAN's R;
+- history: full (every earlier post updates the user) or train (only training posts: Table
+  3's "fixed history", on the temporal split);
+- vocabulary: seen (eq. 8: the softmax over the hashtags of the training split; an open
+  vocabulary's unseen ones are never pushed down) or all;
+- preset, seed, split (user_disjoint_70_10_20: Durand's split by user; temporal: Table 3's
+  transductive setting), lr, steps.
+Any field can be overridden with --config.FIELD=VALUE.
+
+Training as the paper (Section 4): Adam, eq. 9 (each user's posts averaged, then the users),
+one hashtag per post drawn uniformly as the target. A batch holds S = batch_size users' post
+sequences (the paper's batch is one user's consecutive posts); each sequence is a whole user
+(seq_len >= the longest history), so every post is scored against all of the user's earlier
+posts. The paper's ResNet-50 is the dataset's precomputed image features and a learned head;
+its rate 5e-5 over 20 epochs is 1e-3 over ~17 epochs here (a far smaller model and dataset).
+"""
+
+import ml_collections
+
+from hashjax import config as config_lib
+
+USER_MODELS = {"ours": "gru", "hashtag": "gru", "agnostic": "none", "used": "used",
+               "occurrences": "occurrences", "word_sum": "word_sum"}
+VEIT_MODELS = {"mcll": "model=mcll", "tensor_mcll": "model=tensor"}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = config_lib.parse_arg(arg, model="ours", fusion="product", words="fixed", d_u=256,
+                              dims=256, rank=5, vocabulary="seen", history="full", init="",
+                              preset="durand", seed=0, split="user_disjoint_70_10_20",
+                              lr=1e-3, steps=1500)
+  if args.model in VEIT_MODELS:
+    return _veit(args)
+  if args.model not in USER_MODELS:
+    raise ValueError(f"config argument model={args.model!r}: choose one of "
+                     f"{sorted(USER_MODELS) + sorted(VEIT_MODELS)}")
+  config = config_lib.train_config()
+  fusion = "tags" if args.model == "hashtag" else args.fusion
+  config.model = ml_collections.ConfigDict({"name": "durand", "kwargs": {
+      "user": USER_MODELS[args.model], "fusion": fusion, "word_vectors": args.words,
+      "user_dim": args.d_u, "post_dim": args.dims, "image_dim": args.dims,
+      "fused_dim": args.dims, "joint_dim": args.dims, "tag_hidden": args.dims,
+      "mutan_rank": args.rank, "history": args.history}})
+  config.loss = ml_collections.ConfigDict({"name": "softmax", "vocabulary": args.vocabulary,
+                                           "average": "users"})
+  if args.words == "fixed":
+    config.frozen = ("words",)  # psi is data: no update moves it (stop_gradient in the model)
+  config.optimizer = ml_collections.ConfigDict({"name": "adam"})
+  config.learning_rate = args.lr
+  config.train_steps = args.steps
+  config.batch_size = 8  # user sequences per step (of up to data.seq_len posts each)
+  config.data = config_lib.data_config(args.preset, args.seed, args.split)
+  # A window of 200 posts holds the whole history of a user of the durand preset (at most 200
+  # posts), so a test post sees every earlier post of its user; context_len reaches back over
+  # the training posts of a temporal split (Table 3's "full history").
+  config.data.seq_len = 200
+  config.data.context_len = 200 if args.split == "temporal" else 0
+  config.seed = args.seed
+  config.eval.ks = (1, 10)
+  config.eval_every = 250
+  config.plateau_metric = "R@10"
+  config.plateau_start_step = 500
+  return config
+
+
+def _veit(args) -> ml_collections.ConfigDict:
+  """Veit et al.'s rows on this data: experiments/veit.py's variants, same preset and split."""
+  from experiments import veit  # pylint: disable=import-outside-toplevel
+  options = [VEIT_MODELS[args.model], f"preset={args.preset}", f"seed={args.seed}",
+             f"split={args.split}"]
+  if args.model == "tensor_mcll":  # stage 2 as Veit's Table 2 trains it (experiments/veit.py)
+    options += [veit.STAGE2_TENSOR["MCLL"], "tags_from=vocabulary", f"init={args.init}"]
+  return veit.get_config(",".join(options))
+
+
+# Table 1's reference rows ([A] frequency) and the paper's metrics.
+REFERENCE_ROWS = {"[A] frequency": "Global frequency",
+                  "Oracle, image only": "Oracle, image only",
+                  "Oracle (true distribution)": "Oracle (true distribution)"}
+TABLE_COLUMNS = ("A@1", "A@10", "P@10", "R@1", "R@10")
+
+
+def get_sweep(name: str) -> dict[str, list[str]]:
+  """Variant lists for `python -m hashjax.tools.sweep --config=experiments/durand.py`."""
+  if name == "table1":
+    return {"Table 1: user representations (fixed vocabulary)": [
+        "model=agnostic", "model=used", "model=occurrences", "model=word_sum",
+        "model=mcll", "model=tensor_mcll,init=@model=mcll", "model=hashtag",
+        "model=ours,words=learned", "model=ours"]}
+  if name == "table4":
+    return {"Table 4: the image-hashtag fusion": [
+        f"model=ours,fusion={f}" for f in ("tags", "sum", "concat", "mutan", "glu", "tirg",
+                                           "product")]}
+  if name == "table3":
+    temporal = "split=temporal"
+    return {"Table 3: the transductive setting (temporal split, the same users)": [
+        f"model=mcll,{temporal}", f"model=tensor_mcll,init=@model=mcll;{temporal},{temporal}",
+        f"model=ours,history=train,{temporal}", f"model=ours,{temporal}"]}
+  raise ValueError(f"unknown sweep {name!r}; experiments/durand.py has: table1, table3, "
+                   "table4")
