@@ -33,7 +33,9 @@ def test_registry_builds_from_the_config_and_names_what_exists():
   with pytest.raises(ValueError, match="unknown loss 'hinge'; available: ncsl, sigmoid, "
                      "softmax, triplet, warp"):
     objectives.make_objective({"name": "hinge"})
-  with pytest.raises(ValueError, match="loss 'softmax' takes no options"):
+  with pytest.raises(ValueError, match="loss 'sigmoid' takes no options"):
+    objectives.make_objective({"name": "sigmoid", "margin": 0.1})
+  with pytest.raises(ValueError, match=r"loss 'softmax' takes \['vocabulary', 'average', "):
     objectives.make_objective({"name": "softmax", "margin": 0.1})
 
 
