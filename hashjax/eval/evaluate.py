@@ -13,6 +13,15 @@ order, so every process returns every row in the one-process order and computes 
 metrics as one process would, exactly. Every process must call it (the gather is collective).
 A trained model's replicated variables are evaluated on a local copy, so the slices need not
 have the same number of batches.
+
+Vocabularies (Durand et al.'s open vocabulary, Tables 1-2): ids are ordered by training
+frequency, so the hashtags seen in training are ids [0, S) (S = spec.seen_tags) and the unseen
+ones [S, Y). Evaluating over a range R ranks only the tags of R and keeps only the true tags in
+R; a post without one is not counted:
+
+  all:    R = [0, Y)   metric keys "P@1", ...
+  seen:   R = [0, S)   "seen/P@1", ...   (Table 1's open-vocabulary columns)
+  unseen: R = [S, Y)   "unseen/P@1", ... (Table 2's zero-shot columns)
 """
 
 from typing import Any, Iterable, Protocol, Sequence
@@ -117,39 +126,68 @@ def local_copy(variables):
   return jax.tree.map(local, variables)
 
 
+VOCABULARIES = ("all", "seen", "unseen")
+
+
+def vocabulary_range(spec, vocabulary: str) -> tuple[int, int]:
+  """The tag ids [start, stop) of a vocabulary (see the module docstring)."""
+  ranges = {"all": (0, spec.num_tags), "seen": (0, spec.seen_tags),
+            "unseen": (spec.seen_tags, spec.num_tags)}
+  if vocabulary not in ranges:
+    raise ValueError(f"unknown vocabulary {vocabulary!r}; choose from {VOCABULARIES}")
+  start, stop = ranges[vocabulary]
+  if start == stop:
+    raise ValueError(f"the dataset has no {vocabulary} hashtags (all {spec.num_tags} are "
+                     "used in its training split)")
+  return start, stop
+
+
+def metric_prefix(vocabulary: str) -> str:
+  return "" if vocabulary == "all" else f"{vocabulary}/"
+
+
 def predict_top_k(scorer, dataset: PostDataset, split: str, *, k: int = 10,
                   batch_size: int = 1024, tag_chunk: int = 16384,
-                  keep: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                  keep: np.ndarray | None = None,
+                  tag_range: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
   """Top-k tag ids for every post of the split, with the padded ground truth beside them.
 
   Memory is bounded by batch_size x tag_chunk scores, whatever the split and vocabulary size.
   `keep` (tag_distribution.keep_probabilities) evaluates on the balanced version of the data;
-  posts left without hashtags are skipped. Returns pred_ids [N, k], true_ids / true_mask
-  [N, T] and rows [N] (the dataset rows, in evaluation order), the same on every process: with
-  several processes each scores its slice of the split and the slices are gathered.
+  `tag_range` = (start, stop) ranks only those ids and keeps only the true tags among them
+  (vocabulary_range); posts left without hashtags are skipped. Returns pred_ids [N, k],
+  true_ids / true_mask [N, T] and rows [N] (the dataset rows, in evaluation order), the same on
+  every process: with several processes each scores its slice of the split and the slices are
+  gathered.
   """
   index, count = jax.process_index(), jax.process_count()
+  start, stop = tag_range or (0, dataset.num_tags)
   two_tower = isinstance(scorer, TwoTowerScorer)
-  table = scorer.tag_table() if two_tower else None
+  table = scorer.tag_table()[start:stop] if two_tower else None
   batches = (scorer.batches(dataset, split, batch_size, index, count) if two_tower else
              pipeline.eval_batches(dataset, split, batch_size=batch_size, fields=scorer.fields,
                                    process_index=index, process_count=count))
   out = {"pred_ids": [], "true_ids": [], "true_mask": [], "rows": []}
   for batch in batches:
     batch = tag_distribution.apply(batch, keep)
-    valid = (batch["valid"] & batch["tag_mask"].any(axis=-1)).reshape(-1)
+    # The truth is restricted, not the batch: a history model reads its earlier posts' tags.
+    tag_ids = batch["tag_ids"]
+    true_mask = batch["tag_mask"] & (tag_ids >= start) & (tag_ids < stop)
+    valid = (batch["valid"] & true_mask.any(axis=-1)).reshape(-1)
     if two_tower:
       queries = scorer.queries(batch)
       _, ids = topk.top_k_two_tower(queries.reshape(-1, queries.shape[-1]), table, k,
                                     tag_chunk=tag_chunk)
     else:
-      score_fn = lambda p0, p1, t0, t1, b=batch: np.asarray(scorer.scores(b, t0, t1))[p0:p1]
-      _, ids = topk.top_k_from_scores(score_fn, len(valid), dataset.num_tags, k,
+      score_fn = lambda p0, p1, t0, t1, b=batch: np.asarray(
+          scorer.scores(b, start + t0, start + t1))[p0:p1]
+      _, ids = topk.top_k_from_scores(score_fn, len(valid), stop - start, k,
                                       post_chunk=len(valid), tag_chunk=tag_chunk)
+    ids = ids + start
     num_slots = batch["tag_ids"].shape[-1]
     out["pred_ids"].append(ids[valid])
     out["true_ids"].append(batch["tag_ids"].reshape(-1, num_slots)[valid])
-    out["true_mask"].append(batch["tag_mask"].reshape(-1, num_slots)[valid])
+    out["true_mask"].append(true_mask.reshape(-1, num_slots)[valid])
     out["rows"].append(batch["row"].reshape(-1)[valid])
   out = {key: np.concatenate(parts) if parts else None for key, parts in out.items()}
   if count > 1:
@@ -191,11 +229,18 @@ def _gather_processes(out: dict) -> dict:
 
 
 def evaluate_scorers(scorers: Iterable[Scorer], dataset: PostDataset, split: str = "test", *,
-                     ks: Sequence[int] = (1, 5, 10), **kwargs) -> dict[str, dict[str, float]]:
-  """{scorer name: {'P@1': ..., 'R@10': ..., ...}} for each scorer."""
+                     ks: Sequence[int] = (1, 5, 10), vocabularies: Sequence[str] = ("all",),
+                     **kwargs) -> dict[str, dict[str, float]]:
+  """{scorer name: {'P@1': ..., 'R@10': ..., 'unseen/P@1', ...}} for each scorer, over each
+  vocabulary (module docstring)."""
+  ranges = {v: vocabulary_range(dataset.spec, v) for v in vocabularies}
   results = {}
   for scorer in scorers:
-    out = predict_top_k(scorer, dataset, split, k=max(ks), **kwargs)
-    results[scorer.name] = metrics.ranking_metrics(out["pred_ids"], out["true_ids"],
-                                                   out["true_mask"], ks=ks)
+    results[scorer.name] = {}
+    for vocabulary, tag_range in ranges.items():
+      out = predict_top_k(scorer, dataset, split, k=max(ks), tag_range=tag_range, **kwargs)
+      ranking = metrics.ranking_metrics(out["pred_ids"], out["true_ids"], out["true_mask"],
+                                        ks=ks)
+      results[scorer.name].update({metric_prefix(vocabulary) + key: value
+                                   for key, value in ranking.items()})
   return results

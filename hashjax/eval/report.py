@@ -28,8 +28,9 @@ def reference_results(dataset: PostDataset, split: str, keep, config) -> dict:
   and make the oracle rows rank by p(y) keep(y).
   """
   return evaluate.evaluate_scorers(baselines.reference_scorers(dataset, keep), dataset, split,
-                                   ks=tuple(config.eval.ks), batch_size=config.eval.batch_size,
-                                   keep=keep)
+                                   ks=tuple(config.eval.ks),
+                                   vocabularies=tuple(config.eval.vocabularies),
+                                   batch_size=config.eval.batch_size, keep=keep)
 
 
 def aggregate_seeds(per_seed: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:

@@ -26,6 +26,8 @@ import json
 import math
 from typing import Any
 
+from hashjax.eval import evaluate
+
 SAFE_TO_CHANGE = ("log_every", "checkpoint_every", "eval.batch_size", "num_devices")
 _POSITIVE = ("batch_size", "train_steps", "max_tags", "log_every", "eval_every",
              "checkpoint_every", "eval.batch_size")
@@ -47,10 +49,16 @@ def validate(config) -> None:
   ks = tuple(config.eval.ks)
   if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
     raise ConfigError(f"config.eval.ks must be positive integers, got {ks}")
-  metrics = [f"{name}@{k}" for k in ks for name in ("P", "R", "A")]
+  vocabularies = tuple(config.eval.vocabularies)
+  unknown = sorted(set(vocabularies) - set(evaluate.VOCABULARIES))
+  if not vocabularies or unknown:
+    raise ConfigError(f"config.eval.vocabularies must be some of {evaluate.VOCABULARIES}, got "
+                      f"{vocabularies}")
+  metrics = [f"{evaluate.metric_prefix(v)}{name}@{k}" for v in vocabularies for k in ks
+             for name in ("P", "R", "A")]
   if config.plateau_metric not in metrics:
     raise ConfigError(f"config.plateau_metric {config.plateau_metric!r} is not one of the "
-                      f"validation metrics {metrics} (from config.eval.ks)")
+                      f"validation metrics {metrics} (from config.eval.ks and vocabularies)")
   if config.plateau_patience < 0:
     raise ConfigError(f"config.plateau_patience must be >= 0, got {config.plateau_patience}")
   if not 0 < config.plateau_factor <= 1:

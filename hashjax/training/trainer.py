@@ -116,6 +116,7 @@ def _evaluate(name, model, variables, dataset, split, keep, config) -> dict[str,
   scorer = evaluate.model_scorer(name, model, variables, seq_len=config.data.seq_len,
                                  context_len=config.data.context_len)
   return evaluate.evaluate_scorers([scorer], dataset, split, ks=tuple(config.eval.ks),
+                                   vocabularies=tuple(config.eval.vocabularies),
                                    batch_size=config.eval.batch_size, keep=keep)[name]
 
 

@@ -55,6 +55,19 @@ def test_a_config_that_cannot_run_is_refused_naming_the_field(field, value):
     run_config.validate(config)
 
 
+def test_evaluation_vocabularies_are_checked_and_name_the_plateau_metrics():
+  config = _config()
+  config.eval.vocabularies = ("seen", "new")
+  with pytest.raises(run_config.ConfigError, match="config.eval.vocabularies"):
+    run_config.validate(config)
+  config.eval.vocabularies = ("all", "unseen")
+  config.plateau_metric = "seen/R@10"
+  with pytest.raises(run_config.ConfigError, match="'seen/R@10' is not one of"):
+    run_config.validate(config)
+  config.plateau_metric = "unseen/R@10"
+  run_config.validate(config)
+
+
 def test_a_sweep_stage_reference_outside_the_sweep_is_refused():
   config = _config()
   config.init_from.workdir = "@model=mcll"
