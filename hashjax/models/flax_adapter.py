@@ -78,3 +78,10 @@ class FlaxTwoTower(FlaxModel):
 
   def tags(self, variables: Variables) -> jax.Array:
     return self.module().apply(variables, method="tag_table")
+
+  def tags_for(self, variables: Variables, ids: jax.Array) -> jax.Array:
+    """tags(variables)[ids], [..., d]: the rows of some hashtags only (the sampled softmax's).
+    This default builds the table and gathers, which is what a learned table costs anyway; a
+    model whose rows are computed from per-hashtag inputs (a tag tower) overrides it to run the
+    tower on those ids alone."""
+    return self.tags(variables)[ids]

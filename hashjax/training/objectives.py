@@ -11,6 +11,10 @@ plugs into the same trainer.
     softmax   -log softmax(scores)[y], y drawn uniformly from the post's hashtags at every visit
               (Veit et al.'s MCLL); mean over posts that have a hashtag, or over users
               (Durand et al.'s eq. 9); over every hashtag or the training split's
+    sampled_softmax  the same softmax estimated from S candidates shared by the batch, drawn
+              from a uniform or log-uniform (Zipf) proposal, with the log-Q correction and the
+              accidental hits removed (hashjax.losses.sampled_softmax): for vocabularies of
+              100k+ hashtags; only the needed tag rows are computed (`tag_rows`)
     sigmoid   sum over the vocabulary of binary cross-entropy against the multi-hot hashtag set
               (the HARRISON classifier); mean over posts that have a hashtag
     ncsl      Veit et al.'s negative cosine similarity loss: -cos(query, sum of the post's tag
@@ -34,12 +38,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hashjax.losses import targets, triplet, warp
+from hashjax.losses import sampled_softmax, targets, triplet, warp
 
 
 def _two_tower(model, variables, batch, rng):
   """Training-mode queries flattened to [N, d], tags [N, T] with non-targets masked, the
   tag table [Y, d], the number of posts the loss averages over, and the state updates."""
+  queries, tag_ids, tag_mask, num_posts, updates = _query_tower(model, variables, batch, rng)
+  return queries, tag_ids, tag_mask, model.tags(variables), num_posts, updates
+
+
+def _query_tower(model, variables, batch, rng):
+  """_two_tower without the tag table: (queries [N, d], tag_ids [N, T], tag_mask [N, T],
+  num_posts, updates), for a loss that needs only some of the tag rows (`tag_rows`)."""
   if not hasattr(model, "tags"):
     raise ValueError(f"this loss scores queries against the tag table, and model {model.name!r} "
                      "is not two towers; train it with loss 'triplet'")
@@ -52,7 +63,17 @@ def _two_tower(model, variables, batch, rng):
     num_posts = tag_ids.shape[0]
   num_slots = tag_ids.shape[-1]
   return (queries.reshape(-1, queries.shape[-1]), tag_ids.reshape(-1, num_slots),
-          tag_mask.reshape(-1, num_slots), model.tags(variables), num_posts, updates)
+          tag_mask.reshape(-1, num_slots), num_posts, updates)
+
+
+def tag_rows(model, variables, ids: jax.Array) -> jax.Array:
+  """The tag rows tags(variables)[ids], [..., d], computed for those ids only where the model
+  can: `model.tags_for(variables, ids)` if it has one (a computed tag tower, e.g. Durand's
+  phi_tag(psi[ids])), else a gather from the table (a learned table: only the gathered rows
+  enter the gradient)."""
+  if hasattr(model, "tags_for"):
+    return model.tags_for(variables, ids)
+  return model.tags(variables)[ids]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +98,8 @@ class Warp:
 
 
 @dataclasses.dataclass(frozen=True)
-class Softmax:
-  r"""Softmax cross-entropy over the vocabulary against one uniformly drawn hashtag per post.
+class _OneTagSoftmax:
+  r"""What the softmax objectives share: the target, the vocabulary and the average.
 
   vocabulary: "all" hashtags in the denominator, or only the "seen" ones (used in the training
     split, ids [0, spec.num_seen_tags)): Durand et al.'s eq. 8 over H^train, so that an open
@@ -93,41 +114,108 @@ class Softmax:
   vocabulary: str = "all"
   average: str = "posts"
   num_seen_tags: int = 0  # set from the dataset by make_objective
-  name: ClassVar[str] = "softmax"
+  name: ClassVar[str]
   inputs: ClassVar[tuple[str, ...]] = ()
 
   def __post_init__(self):
     if self.vocabulary not in ("all", "seen"):
-      raise ValueError(f"loss 'softmax': vocabulary must be all or seen, got "
+      raise ValueError(f"loss {self.name!r}: vocabulary must be all or seen, got "
                        f"{self.vocabulary!r}")
     if self.average not in ("posts", "users"):
-      raise ValueError(f"loss 'softmax': average must be posts or users, got {self.average!r}")
+      raise ValueError(f"loss {self.name!r}: average must be posts or users, got "
+                       f"{self.average!r}")
 
   def for_dataset(self, spec):
     return dataclasses.replace(self, num_seen_tags=spec.seen_tags)
+
+  def _targets(self, key, tag_ids, tag_mask, num_tags: int):
+    """(labels [N], has_positive [N], K): one hashtag drawn uniformly from each post's,
+    among the vocabulary's K (num_tags, or the seen ones)."""
+    if self.vocabulary == "seen":
+      if not self.num_seen_tags:
+        raise ValueError(f"loss {self.name!r} over the seen vocabulary needs the dataset's spec "
+                         "(make_objective(config.loss, spec))")
+      num_tags = self.num_seen_tags
+      tag_mask = tag_mask & (tag_ids < num_tags)
+    labels, has_positive = targets.uniform_positive(key, tag_ids, tag_mask)
+    return labels, has_positive, num_tags
+
+  def _average(self, per_post, has_positive, batch):
+    if self.average == "posts":
+      return _mean_over(per_post, has_positive)
+    if "target_mask" not in batch:
+      raise ValueError(f"loss {self.name!r} averaged over users needs user sequences (a model "
+                       "of layout 'sequences')")
+    sequences = batch["target_mask"].shape[0]
+    per_post = jnp.where(has_positive, per_post, 0.0).reshape(sequences, -1)
+    counted = has_positive.reshape(sequences, -1).sum(axis=1)
+    per_user = per_post.sum(axis=1) / jnp.maximum(counted, 1)
+    return _mean_over(per_user, counted > 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Softmax(_OneTagSoftmax):
+  """Softmax cross-entropy over the vocabulary against one uniformly drawn hashtag per post
+  (vocabulary and average: _OneTagSoftmax)."""
+  name: ClassVar[str] = "softmax"
 
   def __call__(self, model, variables, batch, rng):
     label_key, model_key = jax.random.split(rng)
     queries, tag_ids, tag_mask, table, _, updates = _two_tower(model, variables, batch,
                                                                model_key)
-    if self.vocabulary == "seen":
-      if not self.num_seen_tags:
-        raise ValueError("loss 'softmax' over the seen vocabulary needs the dataset's spec "
-                         "(make_objective(config.loss, spec))")
-      table = table[:self.num_seen_tags]
-      tag_mask = tag_mask & (tag_ids < self.num_seen_tags)
-    labels, has_positive = targets.uniform_positive(label_key, tag_ids, tag_mask)
-    per_post = optax.softmax_cross_entropy_with_integer_labels(queries @ table.T, labels)
-    if self.average == "posts":
-      return _mean_over(per_post, has_positive), {}, updates
-    if "target_mask" not in batch:
-      raise ValueError("loss 'softmax' averaged over users needs user sequences (a model of "
-                       "layout 'sequences')")
-    sequences = batch["target_mask"].shape[0]
-    per_post = jnp.where(has_positive, per_post, 0.0).reshape(sequences, -1)
-    counted = has_positive.reshape(sequences, -1).sum(axis=1)
-    per_user = per_post.sum(axis=1) / jnp.maximum(counted, 1)
-    return _mean_over(per_user, counted > 0), {}, updates
+    labels, has_positive, num_tags = self._targets(label_key, tag_ids, tag_mask, len(table))
+    per_post = optax.softmax_cross_entropy_with_integer_labels(queries @ table[:num_tags].T,
+                                                               labels)
+    return self._average(per_post, has_positive, batch), {}, updates
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledSoftmax(_OneTagSoftmax):
+  r"""The softmax objective estimated from S candidates shared by the batch
+  (hashjax.losses.sampled_softmax): per post, with y drawn as the softmax's,
+
+      l = log(e^{q . t_y} + sum_{j=1..S, s_j != y} e^{q . t_{s_j} - log(S Q(s_j))}) - q . t_y
+
+  the candidates s_j drawn with replacement from `proposal` Q ("uniform" or "log_uniform",
+  Zipf over the frequency-ordered ids) over the same vocabulary the softmax's denominator
+  would span (vocabulary all or seen), and averaged the same way (average posts or users).
+  A consistent estimator of the `softmax` objective: as S grows its value and gradient tend to
+  the full softmax's. Only the S + N needed tag rows are computed (`tag_rows`: a model's
+  `tags_for`), never the [N, K] scores; aux "accidental_hits" is the mean fraction of a post's
+  samples that hit its positive (removed if remove_accidental_hits).
+  """
+  num_samples: int = 1024
+  proposal: str = "log_uniform"
+  remove_accidental_hits: bool = True
+  name: ClassVar[str] = "sampled_softmax"
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.proposal not in sampled_softmax.PROPOSALS:
+      raise ValueError(f"loss {self.name!r}: proposal must be one of "
+                       f"{sampled_softmax.PROPOSALS}, got {self.proposal!r}")
+    if self.num_samples < 1:
+      raise ValueError(f"loss {self.name!r}: num_samples must be >= 1, got {self.num_samples}")
+
+  def __call__(self, model, variables, batch, rng):
+    # The label and model keys are the softmax objective's: with the same rng both see the same
+    # positives and dropout, and differ only by the sampling.
+    label_key, model_key = jax.random.split(rng)
+    queries, tag_ids, tag_mask, _, updates = _query_tower(model, variables, batch, model_key)
+    # The table's size without computing it (a tag tower's would cost the [K, d] it avoids).
+    table = jax.eval_shape(model.tags, variables)
+    labels, has_positive, num_tags = self._targets(label_key, tag_ids, tag_mask,
+                                                   table.shape[0])
+    candidates = sampled_softmax.sample_candidates(jax.random.fold_in(rng, 2), self.num_samples,
+                                                   num_tags, self.proposal)
+    # One call for both sets of rows: a tag tower runs once, on N + S inputs.
+    rows = tag_rows(model, variables, jnp.concatenate([labels, candidates.ids]))
+    per_post = sampled_softmax.sampled_softmax_loss(
+        queries, rows[:len(labels)], labels, candidates, rows[len(labels):],
+        self.remove_accidental_hits)
+    hits = (labels[:, None] == candidates.ids[None, :]).mean(axis=1)
+    aux = {"accidental_hits": _mean_over(hits, has_positive)}
+    return self._average(per_post, has_positive, batch), aux, updates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,8 +315,8 @@ def _mean_over(per_post: jax.Array, where: jax.Array) -> jax.Array:
   return jnp.where(where, per_post, 0.0).sum() / jnp.maximum(where.sum(), 1)
 
 
-OBJECTIVES = {cls.name: cls for cls in (Warp, Softmax, SigmoidCrossEntropy, Triplet,
-                                        NegativeCosine)}
+OBJECTIVES = {cls.name: cls for cls in (Warp, Softmax, SampledSoftmax, SigmoidCrossEntropy,
+                                        Triplet, NegativeCosine)}
 
 
 def make_objective(loss_config: Any, spec=None):
