@@ -19,6 +19,10 @@ Variants (after the colon):
   widths); rank: MUTAN's R;
 - history: full (every earlier post updates the user) or train (only training posts: Table
   3's "fixed history", on the temporal split);
+- meta, embedding (ours or agnostic): the user tower also reads the user's metadata (Denton's
+  input) and / or a learned embedding of a user seen in training (Veit's), dropped per user
+  sequence with probability embedding_drop in training (models/durand.py); model=fused is ours
+  with both;
 - vocabulary: seen (eq. 8: the softmax over the hashtags of the training split; an open
   vocabulary's unseen ones are never pushed down) or all;
 - preset, seed, split (user_disjoint_70_10_20: Durand's split by user; temporal: Table 3's
@@ -38,7 +42,7 @@ import ml_collections
 from hashjax import config as config_lib
 
 USER_MODELS = {"ours": "gru", "hashtag": "gru", "agnostic": "none", "used": "used",
-               "occurrences": "occurrences", "word_sum": "word_sum"}
+               "occurrences": "occurrences", "word_sum": "word_sum", "fused": "gru"}
 VEIT_MODELS = {"mcll": "model=mcll", "tensor_mcll": "model=tensor"}
 
 
@@ -46,7 +50,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = config_lib.parse_arg(arg, model="ours", fusion="product", words="fixed", d_u=256,
                               dims=256, rank=5, vocabulary="seen", history="full", init="",
                               preset="durand", seed=0, split="user_disjoint_70_10_20",
-                              lr=1e-3, steps=1500)
+                              lr=1e-3, steps=1500, meta=False, embedding=False,
+                              embedding_drop=0.5)
   if args.model in VEIT_MODELS:
     return _veit(args)
   if args.model not in USER_MODELS:
@@ -59,6 +64,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "user_dim": args.d_u, "post_dim": args.dims, "image_dim": args.dims,
       "fused_dim": args.dims, "joint_dim": args.dims, "tag_hidden": args.dims,
       "mutan_rank": args.rank, "history": args.history}})
+  fused = args.model == "fused"
+  if fused or args.meta:
+    config.model.kwargs.user_meta = True
+  if fused or args.embedding:
+    config.model.kwargs.user_embedding = True
+    config.model.kwargs.embedding_drop = args.embedding_drop
   config.loss = ml_collections.ConfigDict({"name": "softmax", "vocabulary": args.vocabulary,
                                            "average": "users"})
   if args.words == "fixed":
@@ -116,5 +127,12 @@ def get_sweep(name: str) -> dict[str, list[str]]:
     return {"Table 3: the transductive setting (temporal split, the same users)": [
         f"model=mcll,{temporal}", f"model=tensor_mcll,init=@model=mcll;{temporal},{temporal}",
         f"model=ours,history=train,{temporal}", f"model=ours,{temporal}"]}
+  if name == "fused":
+    rows = ["model=agnostic,meta=true", "model=agnostic,embedding=true", "model=ours",
+            "model=ours,meta=true", "model=fused"]
+    return {"Beyond the paper: one user tower from history, metadata and embedding "
+            "(new users)": rows,
+            "The same on the temporal split (the same users)": [
+                f"{row},split=temporal" for row in rows]}
   raise ValueError(f"unknown sweep {name!r}; experiments/durand.py has: table1, table3, "
-                   "table4")
+                   "table4, fused")

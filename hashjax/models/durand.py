@@ -28,6 +28,18 @@ The user tower (`user`):
 With history="train" only posts of the training split update the state (`in_train`): a
 user's history is fixed at what training saw (Table 3's "fixed history").
 
+Beyond the paper, one user tower from everything known about the user (its conclusion proposes
+metadata; Denton et al. condition on metadata, Veit et al. on a learned embedding). With
+`user_meta` and / or `user_embedding`, on top of user "gru" or "none":
+
+    u_t = h_{t-1} + W_m m_u + b_m + s_u e_u,     s_u = 1[u has training posts] (1 - drop_u)
+
+m_u the user's metadata vector, e_u a learned embedding (R^{d_u}) of a user seen in training;
+an unseen user (no training posts: every test user of a user-disjoint split) has s_u = 0. In
+training every user is seen, so drop_u ~ Bernoulli(embedding_drop) per sequence drops the
+embedding (without rescaling: it is an absent signal, not a noisy one) and the rest of the tower
+learns to stand without it, as it must for a new user.
+
 The model reads user sequences (layout "sequences", pipeline.sequence_batches): fields
 [S, W, ...], each row of S one user's consecutive posts in time order. The query at position t
 reads the image of post t and the hashtags of the posts before it only (`seq_mask` drops the
@@ -86,11 +98,19 @@ class _Durand(nn.Module):
   tag_hidden: int
   mutan_rank: int
   train_history: bool
+  user_meta: bool = False
+  num_users: int = 0  # > 0: a learned embedding per user (user_embedding)
+  embedding_drop: float = 0.0
 
   def setup(self):
     self.words = WordTable(self.words_init, self.learned_words)
     if self.user == "gru":
       self.history = _History(self.fusion, self.post_dim, self.user_dim, self.mutan_rank)
+    if self.user_meta:
+      self.meta = nn.Dense(self.user_dim, name="user_meta")
+    if self.num_users:
+      self.embedding = nn.Embed(self.num_users, self.user_dim, name="user_embedding",
+                                embedding_init=nn.initializers.normal(0.1))
     self.image = layers.MLP((self.image_dim,))
     self.fusion_layer = history.Mutan(self.fused_dim, self.mutan_rank, name="fusion")
     self.joint = nn.Dense(self.joint_dim)
@@ -99,25 +119,49 @@ class _Durand(nn.Module):
   def _num_tags(self) -> int:
     return self.words_init.shape[0]
 
-  def user_before(self, batch):
-    """u_t [S, W, ...] from the posts before each position."""
+  def user_before(self, batch, train: bool = False):
+    """u_t [S, W, ...] from the posts before each position (and what else is known)."""
     update = batch["seq_mask"] & batch["in_train"] if self.train_history else batch["seq_mask"]
+    if self.user in ("used", "occurrences", "word_sum"):
+      return history.pooled_history(self.user, batch, update, num_tags=self._num_tags(),
+                                    words=self.words())
     if self.user == "gru":
-      return self.history(self.words(), batch, update)[0]
-    if self.user == "none":
-      return jnp.zeros(update.shape + (1,), jnp.float32)
-    return history.pooled_history(self.user, batch, update, num_tags=self._num_tags(),
-                                  words=self.words())
+      u = self.history(self.words(), batch, update)[0]
+    else:
+      u = jnp.zeros(update.shape + ((self.user_dim,) if self.fused else (1,)), jnp.float32)
+    return u + self.user_known(batch, train) if self.fused else u
+
+  @property
+  def fused(self) -> bool:
+    return self.user_meta or self.num_users > 0
+
+  def user_known(self, batch, train: bool):
+    """W_m m_u + b_m + s_u e_u [S, W, d_u] (the class docstring)."""
+    u = 0.0
+    if self.user_meta:
+      u = u + self.meta(batch["user_meta"])
+    if self.num_users:
+      seen = batch["user_train_posts"] > 0  # [S, W]
+      if train and self.embedding_drop:
+        kept = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.embedding_drop,
+                                    seen.shape[:1])  # one draw per user sequence
+        seen = seen & kept[:, None]
+      u = u + self.embedding(batch["user_index"]) * seen[..., None]
+    return u
 
   def _score_query(self, features, user, train: bool):
     return self.joint(self.fusion_layer(self.image(features, train), user))
 
   def query(self, batch, train: bool = False):
-    q = self._score_query(batch["features"], self.user_before(batch), train)
+    q = self._score_query(batch["features"], self.user_before(batch, train), train)
     return q * batch["seq_mask"][..., None]  # padding scores nothing
 
   def tag_table(self):
     return self.embed_words({"word_vectors": self.words()})
+
+  def tag_rows(self, ids):
+    """phi_tag(psi(y)) for the hashtags ids only: the tower on [..., w] inputs, not [Y, w]."""
+    return self.embed_words({"word_vectors": self.words()[ids]})
 
   def embed_words(self, batch, train: bool = False):
     return self.tags(batch["word_vectors"], train)
@@ -190,6 +234,10 @@ class Durand(FlaxTwoTower):
   mutan_rank: int = 5
   word_vectors: str = "fixed"
   history: str = "full"
+  user_meta: bool = False
+  user_embedding: bool = False
+  embedding_drop: float = 0.5
+  num_users: int = 0  # from_dataset: the dataset's (the embedding table's rows)
   name: ClassVar[str] = "durand"
   layout: ClassVar[str] = "sequences"
 
@@ -205,6 +253,13 @@ class Durand(FlaxTwoTower):
       raise ValueError(f"history must be full or train, got {self.history!r}")
     if self.words is None or np.ndim(self.words) != 2:
       raise ValueError("the Durand model needs a [num_tags, w] table of word vectors")
+    if (self.user_meta or self.user_embedding) and self.user not in ("gru", "none"):
+      raise ValueError(f"user_meta and user_embedding join the GRU state (user gru or none), "
+                       f"not a pooled {self.user!r} vector")
+    if self.user_embedding and self.num_users < 1:
+      raise ValueError("user_embedding needs num_users (from_dataset sets it)")
+    if not 0 <= self.embedding_drop < 1:
+      raise ValueError(f"embedding_drop must be in [0, 1), got {self.embedding_drop}")
     for field in ("post_dim", "user_dim", "image_dim", "fused_dim", "joint_dim", "tag_hidden",
                   "mutan_rank"):
       if getattr(self, field) < 1:
@@ -214,18 +269,31 @@ class Durand(FlaxTwoTower):
   def from_dataset(cls, dataset, **hyperparameters):
     if dataset.word_vectors is None:
       raise ValueError(f"{dataset.directory}: the Durand model scores hashtags from their word "
-                       "vectors, and the dataset has none (data_prep.word_vectors adds them)")
-    return cls(words=np.asarray(dataset.word_vectors, np.float32), **hyperparameters)
+                       "vectors, and the dataset has none (data_prep.filter_tags "
+                       "--word_vectors=glove adds them)")
+    if hyperparameters.get("user_meta") and not dataset.spec.user_meta_dim:
+      raise ValueError(f"{dataset.directory}: user_meta needs user metadata; the dataset has none")
+    return cls(words=np.asarray(dataset.word_vectors, np.float32),
+               num_users=dataset.spec.num_users, **hyperparameters)
 
   @property
   def inputs(self) -> tuple[str, ...]:
     fields = ("features", "seq_mask")
     if self.user != "none":
       fields += ("tag_ids", "tag_mask")
+    if self.user_meta:
+      fields += ("user_meta",)
+    if self.user_embedding:
+      fields += ("user_index", "user_train_posts")
     return fields + ("in_train",) if self.history == "train" else fields
 
   @property
   def label(self) -> str:
+    known = [name for name, on in (("metadata", self.user_meta),
+                                   ("embedding", self.user_embedding)) if on]
+    if known:
+      base = ["history"] if self.user == "gru" else []
+      return f"User tower: {' + '.join(base + known)}"
     if self.user != "gru":
       return {"used": "[C] used hashtags", "occurrences": "[D] hashtag occurrences",
               "word_sum": "[E] hashtag sum", "none": "[B] user agnostic"}[self.user]
@@ -238,11 +306,13 @@ class Durand(FlaxTwoTower):
   def module(self) -> nn.Module:
     return _Durand(self.words, self.word_vectors == "learned", self.user, self.fusion,
                    self.post_dim, self.user_dim, self.image_dim, self.fused_dim, self.joint_dim,
-                   self.tag_hidden, self.mutan_rank, self.history == "train")
+                   self.tag_hidden, self.mutan_rank, self.history == "train", self.user_meta,
+                   self.num_users if self.user_embedding else 0, self.embedding_drop)
 
   def report_columns(self) -> dict[str, Any]:
-    return {"user": self.user, "fusion": self.fusion if self.user == "gru" else "-",
-            "d_u": self.user_dim if self.user == "gru" else "-",
+    user = "+".join([self.user] + ["meta"] * self.user_meta + ["embedding"] * self.user_embedding)
+    return {"user": user, "fusion": self.fusion if self.user == "gru" else "-",
+            "d_u": self.user_dim if self.user == "gru" or user != self.user else "-",
             "words": self.word_vectors}
 
   # -- open vocabulary and streaming -----------------------------------------------------------
@@ -250,6 +320,10 @@ class Durand(FlaxTwoTower):
   def embed_words(self, variables, word_vectors) -> jax.Array:
     """phi_tag(psi) for word vectors [N, w] of any hashtags, in or out of the vocabulary."""
     return self.apply_eval(variables, "embed_words", {"word_vectors": word_vectors})
+
+  def tags_for(self, variables, ids) -> jax.Array:
+    """tags(variables)[ids] [..., d], the tag tower applied to psi[ids] only."""
+    return self.module().apply(variables, ids, method="tag_rows")
 
   def final_state(self, variables, batch) -> jax.Array:
     self._check_streaming()
@@ -260,6 +334,9 @@ class Durand(FlaxTwoTower):
     return self.apply_eval(variables, "next_state", {**post, "state": state})
 
   def query_from_state(self, variables, state, features) -> jax.Array:
+    if self.user_meta or self.user_embedding:
+      raise ValueError("query_from_state takes the GRU state alone; this user tower also reads "
+                       "metadata / an embedding (use query on the user's sequence)")
     return self.apply_eval(variables, "query_from_state", {"features": features,
                                                            "state": state})
 

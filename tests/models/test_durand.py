@@ -214,3 +214,65 @@ def test_a_fixed_history_is_updated_by_training_posts_only():
     np.testing.assert_allclose(
         queries[:, t], full.query_from_state(variables, frozen, batch["features"][:, t]),
         rtol=1e-5, atol=1e-6)
+
+
+# -- the fused user tower (history + metadata + embedding) -------------------------------------
+
+META_SPEC = DatasetSpec(feature_dim=N, user_meta_dim=2, num_tags=Y, num_users=4,
+                        word_vector_dim=W_DIM, max_tags_per_post=T)
+
+
+def _known(batch, users, train_posts, seed=3):
+  s, w = batch["seq_mask"].shape
+  meta = np.random.default_rng(seed).normal(size=(s, 1, 2)).astype(np.float32)
+  return dict(batch, user_meta=np.repeat(meta, w, axis=1),
+              user_index=np.repeat(np.asarray(users, np.int32)[:, None], w, axis=1),
+              user_train_posts=np.repeat(np.asarray(train_posts, np.int32)[:, None], w, axis=1))
+
+
+def _fused(**kwargs):
+  return _model(user_meta=True, user_embedding=True, num_users=4, **kwargs)
+
+
+def test_an_unseen_user_gets_no_embedding_and_a_seen_one_does():
+  model = _fused()
+  variables = model.init(jax.random.key(0), META_SPEC)
+  batch = _sequences()
+  user = lambda b: np.asarray(model.apply_eval(variables, "user_before", b))
+  unseen = [user(_known(batch, users, [0, 0, 0])) for users in ([0, 1, 2], [3, 3, 3])]
+  np.testing.assert_array_equal(unseen[0], unseen[1])  # the user id of a new user is ignored
+  seen = user(_known(batch, [0, 1, 2], [5, 5, 5]))
+  assert np.abs(seen - unseen[0]).sum(-1).min() > 0  # every position of a seen user moves
+  # The metadata reaches even the first post, where the history is still h_0 = 0.
+  other_meta = user(_known(batch, [0, 1, 2], [0, 0, 0], seed=4))
+  assert np.abs(other_meta[:, 0] - unseen[0][:, 0]).sum(-1).min() > 0
+  np.testing.assert_array_equal(unseen[0][:, 0], user(dict(
+      _known(batch, [0, 1, 2], [0, 0, 0]), features=batch["features"] * 0 + 9))[:, 0])
+
+
+def test_the_embedding_is_dropped_per_user_sequence_at_the_configured_rate():
+  model = _fused(embedding_drop=0.3)
+  variables = model.init(jax.random.key(0), META_SPEC)
+  s = 400
+  batch = _known(_sequences(s=s, w=3), np.arange(s) % 4, np.full(s, 7))
+  with_embedding = np.asarray(model.apply_eval(variables, "user_before", batch))
+  without = np.asarray(model.apply_eval(variables, "user_before",
+                                        dict(batch, user_train_posts=np.zeros_like(
+                                            batch["user_train_posts"]))))
+  trained, _ = model.apply_train(variables, "user_before", batch, jax.random.key(5))
+  trained = np.asarray(trained)
+  kept = np.all(np.isclose(trained, with_embedding, atol=1e-6), axis=(1, 2))
+  dropped = np.all(np.isclose(trained, without, atol=1e-6), axis=(1, 2))
+  assert (kept ^ dropped).all()  # each whole sequence either keeps or drops it
+  assert abs(dropped.mean() - 0.3) < 4 * np.sqrt(0.3 * 0.7 / s)
+
+
+def test_the_fused_tower_declares_its_inputs_and_refuses_a_pooled_base():
+  model = _fused()
+  assert {"user_meta", "user_index", "user_train_posts"} <= set(model.inputs)
+  assert model.label == "User tower: history + metadata + embedding"
+  assert _model(user="none", user_embedding=True, num_users=4).label == "User tower: embedding"
+  with pytest.raises(ValueError, match="not a pooled 'used' vector"):
+    _model(user="used", user_meta=True)
+  with pytest.raises(ValueError, match="user_embedding needs num_users"):
+    _model(user_embedding=True)

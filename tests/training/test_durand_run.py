@@ -37,7 +37,7 @@ def test_tiny_durand_run_learns_and_scores_every_test_post(tmp_path, tiny_datase
                                 tiny_dataset.word_vectors)
 
 
-@pytest.mark.parametrize("arg", ["model=ours", "model=occurrences"])
+@pytest.mark.parametrize("arg", ["model=ours", "model=occurrences", "model=fused"])
 def test_one_device_and_eight_devices_give_the_same_parameters(tmp_path, tiny_dataset, arg):
   assert jax.device_count() == 8
   runs = [trainer.train_and_evaluate(_config(arg, steps=6, num_devices=devices),
