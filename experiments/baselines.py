@@ -29,5 +29,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if args.dist not in tag_distribution.DISTRIBUTIONS:
     raise ValueError(f"dist={args.dist!r}: choose one of {tag_distribution.DISTRIBUTIONS}")
   config.data = config_lib.data_config(args.preset, 0, args.split, args.dist)
-  config.eval = ml_collections.ConfigDict(dict(split="test", batch_size=1024, ks=(1, 5, 10)))
+  config.eval = config_lib.eval_config(split="test")
   return config

@@ -51,6 +51,13 @@ def data_config(preset: str, seed: int, split: str,
                                         dist=dist, seq_len=0, context_len=0))
 
 
+def eval_config(**fields) -> ml_collections.ConfigDict:
+  """How runs are evaluated: posts per batch, the k of P@k / R@k / A@k, and the hashtag ranges
+  (hashjax.eval.evaluate: all, seen, unseen)."""
+  return ml_collections.ConfigDict(dict(batch_size=1024, ks=(1, 5, 10), vocabularies=("all",),
+                                        **fields))
+
+
 def train_config() -> ml_collections.ConfigDict:
   """What every training run has; experiments set model, loss, data and what they change."""
   config = ml_collections.ConfigDict()
@@ -74,6 +81,5 @@ def train_config() -> ml_collections.ConfigDict:
   config.log_every = 100
   config.eval_every = 250
   config.checkpoint_every = 1000
-  config.eval = ml_collections.ConfigDict(dict(batch_size=1024, ks=(1, 5, 10),
-                                               vocabularies=("all",)))
+  config.eval = eval_config()
   return config

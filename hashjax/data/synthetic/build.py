@@ -5,7 +5,10 @@ streams them into shards; only the small per-post latents (concept ids and weigh
 oracle) are kept until the end. After the writer renumbers hashtags by training frequency, the
 world is renumbered the same way and saved to DIR/world/, so the oracle scores in dataset ids.
 
-Splits: user_disjoint or temporal (hashjax.data.splits).
+Splits: user_disjoint or temporal (hashjax.data.splits). An open vocabulary
+(WorldConfig.held_out_tag_share > 0): the held-out hashtags are drawn once per (world, seed)
+and removed from the training posts as they are written; a training post left without one is
+skipped (reason "held_out", with its latents, so the oracle's rows still match).
 """
 
 import contextlib
@@ -50,6 +53,7 @@ def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
   user_split = splits.user_disjoint_split(  # read only by the user-disjoint schemes
       config.num_users, seed,
       split_scheme if splits.is_user_disjoint(split_scheme) else "user_disjoint")
+  held_out = held_out_tags(config, seed)
   report = fmt.BuildReport()
   # The with-block stages everything, world/ included, in a sibling directory and moves it into
   # place only at a clean exit: a failed (re)build leaves no partial dataset behind.
@@ -59,7 +63,7 @@ def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
                      caption_vocab_size=len(world.caption_vocab),
                      posts_per_shard=posts_per_shard, overwrite=overwrite) as writer:
     concept_ids, concept_weights = _write_users(writer, world, config, split_scheme, user_split,
-                                                report, start, log)
+                                                held_out, report, start, log)
     provenance = {"generator": GENERATOR, "generator_version": GENERATOR_VERSION,
                   "preset": preset, "seed": seed, "config": dataclasses.asdict(config)}
     order = writer.finalize(vocab=world.tag_strings, word_vectors=world.word_vectors,
@@ -85,7 +89,26 @@ def world_config(preset: str, overrides: dict[str, Any] | None = None) -> WorldC
   return dataclasses.replace(PRESETS[preset], **(overrides or {})).validate()
 
 
-def _write_users(writer, world, config, split_scheme, user_split, report, start, log):
+def held_out_tags(config: WorldConfig, seed: int) -> np.ndarray:
+  """The world tag ids removed from training posts: floor(share * Y) of them, uniformly."""
+  count = int(config.held_out_tag_share * config.num_tags)
+  rng = np.random.default_rng([seed, 0x4E57])  # its own stream: the world's draws are untouched
+  return np.sort(rng.choice(config.num_tags, count, replace=False)) if count else np.zeros(0, int)
+
+
+def _hold_out(posts, split, held_out, report):
+  """Removes the held-out tags from the training posts; returns the rows still written."""
+  if not len(held_out):
+    return np.ones(len(split), bool)
+  train = split == fmt.SPLIT_CODES["train"]
+  posts["tags"] = [t[~np.isin(t, held_out)] if is_train else t
+                   for t, is_train in zip(posts["tags"], train)]
+  keep = np.array([len(t) > 0 for t in posts["tags"]], bool)
+  report.skip("held_out", int((~keep).sum()))
+  return keep
+
+
+def _write_users(writer, world, config, split_scheme, user_split, held_out, report, start, log):
   """Generates every user's posts into the writer; returns the per-row latents for the oracle."""
   concept_ids, concept_weights = [], []
   next_post_id = 0
@@ -95,18 +118,29 @@ def _write_users(writer, world, config, split_scheme, user_split, report, start,
     split = (splits.temporal_split(n) if split_scheme == "temporal"
              else np.full(n, user_split[user], np.int8))
     report.read += n
-    writer.add_block(post_id=np.arange(next_post_id, next_post_id + n), user_id=np.full(n, user),
-                     timestamp=posts["timestamp"], split=split, features=posts["features"],
-                     tags=posts["tags"], captions=posts["captions"],
-                     user_meta=world.user_meta(np.full(n, user)),
+    keep = _hold_out(posts, split, held_out, report)
+    ids = np.arange(next_post_id, next_post_id + n)[keep]  # post ids name the generated posts
+    writer.add_block(post_id=ids, user_id=np.full(len(ids), user),
+                     timestamp=posts["timestamp"][keep], split=split[keep],
+                     features=posts["features"][keep],
+                     tags=[t for t, k in zip(posts["tags"], keep) if k],
+                     captions=[c for c, k in zip(posts["captions"], keep) if k],
+                     user_meta=world.user_meta(np.full(len(ids), user)),
                      where=lambda i, u=user: f"synthetic user {u} post {i}")
-    concept_ids.append(posts["concept_ids"])
-    concept_weights.append(posts["concept_weights"])
+    concept_ids.append(posts["concept_ids"][keep])
+    concept_weights.append(posts["concept_weights"][keep])
     next_post_id += n
     if log and (user + 1) % max(1, config.num_users // 10) == 0:
       log(f"  generated {user + 1}/{config.num_users} users, {next_post_id} posts "
           f"({time.time() - start:.0f}s)")
   return np.concatenate(concept_ids), np.concatenate(concept_weights)
+
+
+def _stored_config(stored: dict) -> dict:
+  """A cached dataset's WorldConfig, a field added since it was built taken at its default
+  (a new field's default changes nothing the generator writes)."""
+  defaults = json.loads(json.dumps(dataclasses.asdict(WorldConfig())))
+  return {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
 
 
 def load_world(directory: str) -> World:
@@ -177,7 +211,8 @@ def _ensure_synthetic_locked(directory: str, *, preset: str, seed: int, split_sc
       raise fmt.DatasetError(f"{directory} holds another dataset ({found})")
     version = prov.get("generator_version")
     if version == GENERATOR_VERSION:
-      if prov["config"] != json.loads(json.dumps(dataclasses.asdict(PRESETS[preset]))):
+      if _stored_config(prov["config"]) != json.loads(json.dumps(dataclasses.asdict(
+          PRESETS[preset]))):
         raise fmt.DatasetError(f"{directory} holds another dataset (preset {preset!r} built "
                                "with overrides)")
       return directory

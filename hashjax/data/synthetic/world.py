@@ -107,6 +107,11 @@ class WorldConfig:
   generic_concentration: float = 3.0  # how closely a user's generic mix follows their age/gender
   mean_extra_tags: float = 1.7  # tags per post = 1 + Poisson(this), capped
   max_tags_per_post: int = 12
+  # An open vocabulary (Durand et al.): this share of the hashtags, drawn uniformly, is removed
+  # from every training post (a post left without hashtags is not written), so those hashtags
+  # appear only in val / test. The world and the val / test posts are unchanged: the oracle
+  # still knows their true distribution. Applied by the builder (build.py), not the world.
+  held_out_tag_share: float = 0.0
   # Captions.
   caption_vocab_size: int = 1000
   caption_words_per_concept: int = 6
@@ -128,6 +133,9 @@ class WorldConfig:
         or abs(sum(probs) - 1.0) > 1e-6):
       raise ValueError(f"WorldConfig.concept_count_probs must be {MAX_CONCEPTS} probabilities "
                        f"(of 1..{MAX_CONCEPTS} concepts per image) summing to 1, got {probs!r}")
+    if self.held_out_tag_share >= 1:
+      raise ValueError("WorldConfig.held_out_tag_share must be < 1 (some hashtags must be "
+                       f"trained), got {self.held_out_tag_share!r}")
     if self.min_posts_per_user > self.max_posts_per_user:
       raise ValueError(f"WorldConfig.min_posts_per_user={self.min_posts_per_user} exceeds "
                        f"max_posts_per_user={self.max_posts_per_user}")
@@ -152,7 +160,8 @@ _AT_LEAST = {"num_users": 1, "feature_dim": 1, "num_concepts": MAX_CONCEPTS, "nu
              "caption_words_per_concept": 1, "caption_length": 1}
 _POSITIVE = ("mean_posts_per_user", "time_span_days", "topic_concentration", "group_topic_alpha",
              "generic_concentration")
-_FRACTIONS = ("group_topic_share", "synonym_share", "city_share", "caption_concept_share")
+_FRACTIONS = ("group_topic_share", "synonym_share", "city_share", "caption_concept_share",
+              "held_out_tag_share")
 
 
 def _check_field(name, value):
@@ -184,6 +193,11 @@ PRESETS = {
     # Shaped like Durand et al.'s YFCC100M subset: users with 100-200 posts, none under 50.
     "durand": WorldConfig(num_users=1000, mean_posts_per_user=110.0, posts_per_user_sigma=0.4,
                           min_posts_per_user=50, max_posts_per_user=200),
+    # The same world with a fifth of its hashtags unseen in training (the paper's test set has
+    # ~22% of its vocabulary unseen).
+    "durand_open": WorldConfig(num_users=1000, mean_posts_per_user=110.0,
+                               posts_per_user_sigma=0.4, min_posts_per_user=50,
+                               max_posts_per_user=200, held_out_tag_share=0.2),
     "paper": WorldConfig(num_users=50_000, feature_dim=4096, num_concepts=200, num_tags=10_000,
                          num_groups=12, mean_posts_per_user=24.0, max_posts_per_user=1000,
                          cities_per_country=20, synonyms_per_concept=5, num_polysemous=30,

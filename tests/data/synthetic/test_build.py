@@ -68,6 +68,45 @@ def test_saved_world_speaks_the_datasets_tag_ids(temporal):
     np.testing.assert_array_equal(ids[mask], tags)
 
 
+def test_held_out_hashtags_never_reach_a_training_post_and_the_oracle_still_matches(tmp_path):
+  share = 0.3
+  directory = str(tmp_path / "open")
+  meta = build.build_synthetic(directory, preset="tiny", seed=1, split_scheme="user_disjoint",
+                               overrides={"held_out_tag_share": share}, log=None)
+  ds = PostDataset(directory)
+  assert ds.validate() == ds.num_posts
+  held = set(np.asarray(ds.vocab)[ds.spec.num_seen_tags:])
+  expected = {build.World.create(build.world_config("tiny"), 1).tag_strings[t]
+              for t in build.held_out_tags(build.world_config("tiny", {"held_out_tag_share": share}),
+                                           1)}
+  assert expected <= held  # every drawn tag is unseen (a tag may also be unseen by chance)
+  train = ds.read(ds.split_rows("train"), fields=("tag_ids", "tag_mask"))
+  assert (train["tag_ids"][train["tag_mask"]] < ds.spec.num_seen_tags).all()
+  test = ds.read(ds.split_rows("test"), fields=("tag_ids", "tag_mask"))
+  assert (test["tag_ids"][test["tag_mask"]] >= ds.spec.num_seen_tags).mean() > 0.1
+  report_ = meta["build_report"]
+  assert report_["skipped"]["held_out"] > 0
+  assert report_["read"] == report_["written"] + sum(report_["skipped"].values())
+  # The oracle's latents are the written rows': every written hashtag is possible under them.
+  world, concept_ids, concept_weights = build.load_oracle(directory)
+  rows = np.arange(ds.num_posts)
+  batch = ds.read(rows, fields=("user_id", "tag_ids", "tag_mask"))
+  probs = world.true_tag_distribution(batch["user_id"], concept_ids[rows], concept_weights[rows])
+  assert (np.take_along_axis(probs, batch["tag_ids"], 1)[batch["tag_mask"]] > 0).all()
+  # The test posts are the closed world's, word for word.
+  closed = str(tmp_path / "closed")
+  build.build_synthetic(closed, preset="tiny", seed=1, split_scheme="user_disjoint", log=None)
+  assert _test_hashtags(ds) == _test_hashtags(PostDataset(closed))
+
+
+def _test_hashtags(dataset):
+  """{post id: its hashtag strings} of the test split (tag ids differ between datasets)."""
+  got = dataset.read(dataset.split_rows("test"), fields=("post_id", "tag_ids", "tag_mask"))
+  vocab = np.asarray(dataset.vocab)
+  return {int(p): sorted(vocab[t[m]]) for p, t, m in zip(got["post_id"], got["tag_ids"],
+                                                           got["tag_mask"])}
+
+
 def test_oracle_beats_user_frequency_beats_global(temporal):
   results = evaluate.evaluate_scorers(baselines.reference_scorers(temporal), temporal, "test")
   p1 = {name: row["P@1"] for name, row in results.items()}
@@ -90,6 +129,24 @@ def test_ensure_synthetic_reuses_and_never_overwrites_other_data(tmp_path, tempo
   with pytest.raises(fmt.DatasetError, match="holds another dataset"):
     build.ensure_synthetic(temporal.directory, preset="tiny", seed=2,
                                      split_scheme="temporal", log=None)
+
+
+def test_a_cache_built_before_a_world_field_existed_is_reused(tmp_path, temporal):
+  # A new WorldConfig field comes with a default that changes nothing the generator writes.
+  meta = fmt.read_metadata(temporal.directory)
+  del meta["provenance"]["config"]["held_out_tag_share"]
+  fmt.write_metadata(temporal.directory, meta)
+  messages = []
+  build.ensure_synthetic(temporal.directory, preset="tiny", seed=1, split_scheme="temporal",
+                         log=messages.append)
+  assert not messages
+  meta["provenance"]["config"]["num_users"] += 1  # but a changed field is another dataset
+  fmt.write_metadata(temporal.directory, meta)
+  with pytest.raises(fmt.DatasetError, match="built with overrides"):
+    build.ensure_synthetic(temporal.directory, preset="tiny", seed=1, split_scheme="temporal",
+                           log=None)
+  meta["provenance"]["config"]["num_users"] -= 1
+  fmt.write_metadata(temporal.directory, meta)
 
 
 def test_ensure_synthetic_rebuilds_a_stale_cache_but_not_an_overridden_build(tmp_path):
