@@ -25,6 +25,9 @@ Variants (after the colon):
   with both;
 - vocabulary: seen (eq. 8: the softmax over the hashtags of the training split; an open
   vocabulary's unseen ones are never pushed down) or all;
+- vocab: closed (every hashtag is trained) or open (evaluated over the seen hashtags, Table 1's
+  open columns, the unseen ones and all, Table 2's; preset durand becomes durand_open, where a
+  fifth of the hashtags never appear in a training post);
 - preset, seed, split (user_disjoint_70_10_20: Durand's split by user; temporal: Table 3's
   transductive setting), lr, steps.
 Any field can be overridden with --config.FIELD=VALUE.
@@ -44,6 +47,7 @@ from hashjax import config as config_lib
 USER_MODELS = {"ours": "gru", "hashtag": "gru", "agnostic": "none", "used": "used",
                "occurrences": "occurrences", "word_sum": "word_sum", "fused": "gru"}
 VEIT_MODELS = {"mcll": "model=mcll", "tensor_mcll": "model=tensor"}
+VOCABS = {"closed": ("all",), "open": ("seen", "unseen", "all")}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -51,12 +55,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                               dims=256, rank=5, vocabulary="seen", history="full", init="",
                               preset="durand", seed=0, split="user_disjoint_70_10_20",
                               lr=1e-3, steps=1500, meta=False, embedding=False,
-                              embedding_drop=0.5)
+                              embedding_drop=0.5, vocab="closed")
+  if args.vocab not in VOCABS:
+    raise ValueError(f"config argument vocab={args.vocab!r}: choose one of {sorted(VOCABS)}")
+  if args.vocab == "open" and args.preset == "durand":
+    args.preset = "durand_open"
   if args.model in VEIT_MODELS:
-    return _veit(args)
-  if args.model not in USER_MODELS:
+    config = _veit(args)
+  elif args.model in USER_MODELS:
+    config = _durand(args)
+  else:
     raise ValueError(f"config argument model={args.model!r}: choose one of "
                      f"{sorted(USER_MODELS) + sorted(VEIT_MODELS)}")
+  config.eval.vocabularies = VOCABS[args.vocab]
+  if args.vocab == "open":  # the model is selected on the hashtags it could have learned
+    config.plateau_metric = "seen/" + config.plateau_metric
+  return config
+
+
+def _durand(args) -> ml_collections.ConfigDict:
   config = config_lib.train_config()
   fusion = "tags" if args.model == "hashtag" else args.fusion
   config.model = ml_collections.ConfigDict({"name": "durand", "kwargs": {
@@ -107,6 +124,20 @@ REFERENCE_ROWS = {"[A] frequency": "Global frequency",
                   "Oracle, image only": "Oracle, image only",
                   "Oracle (true distribution)": "Oracle (true distribution)"}
 TABLE_COLUMNS = ("A@1", "A@10", "P@10", "R@1", "R@10")
+# [C] and [D] need a fixed vocabulary (the paper leaves them out); the tensor's stage 1 is its
+# own MCLL run on the open dataset.
+OPEN_VARIANTS = ["model=agnostic", "model=word_sum",
+                 "model=tensor_mcll,init=@model=mcll;vocab=open", "model=hashtag",
+                 "model=ours,words=learned", "model=ours"]
+
+
+def sweep_columns(name: str) -> tuple[str, ...]:
+  """Table 1's open-vocabulary half is over the seen hashtags; Table 2 the unseen, then all."""
+  if name == "table1_open":
+    return tuple(f"seen/{c}" for c in TABLE_COLUMNS)
+  if name == "table2":
+    return tuple(f"unseen/{c}" for c in TABLE_COLUMNS) + TABLE_COLUMNS
+  return TABLE_COLUMNS
 
 
 def get_sweep(name: str) -> dict[str, list[str]]:
@@ -127,6 +158,11 @@ def get_sweep(name: str) -> dict[str, list[str]]:
     return {"Table 3: the transductive setting (temporal split, the same users)": [
         f"model=mcll,{temporal}", f"model=tensor_mcll,init=@model=mcll;{temporal},{temporal}",
         f"model=ours,history=train,{temporal}", f"model=ours,{temporal}"]}
+  if name in ("table1_open", "table2"):  # the same runs: sweep both into one --workdir
+    title = ("Table 1: user representations (open vocabulary, the seen hashtags)"
+             if name == "table1_open" else
+             "Table 2: the hashtags unseen in training, and all hashtags")
+    return {title: [f"{v},vocab=open" for v in OPEN_VARIANTS]}
   if name == "fused":
     rows = ["model=agnostic,meta=true", "model=agnostic,embedding=true", "model=ours",
             "model=ours,meta=true", "model=fused"]
@@ -134,5 +170,5 @@ def get_sweep(name: str) -> dict[str, list[str]]:
             "(new users)": rows,
             "The same on the temporal split (the same users)": [
                 f"{row},split=temporal" for row in rows]}
-  raise ValueError(f"unknown sweep {name!r}; experiments/durand.py has: table1, table3, "
-                   "table4, fused")
+  raise ValueError(f"unknown sweep {name!r}; experiments/durand.py has: table1, table1_open, "
+                   "table2, table3, table4, fused")

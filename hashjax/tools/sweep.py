@@ -11,7 +11,9 @@ Tables have one row per variant (mean ± std over seeds) plus the frequency base
 oracle, as in Denton et al. Tables 3-4; they go to WORKDIR/tables.md and, with --readme, between
 the <!-- sweep:NAME --> markers of that file. A config module may set its own REFERENCE_ROWS
 ({row name: the run results' name}) and TABLE_COLUMNS (the metrics shown), for a paper whose
-tables differ (Veit et al.'s Table 2: both frequency baselines, A@1 and A@10).
+tables differ (Veit et al.'s Table 2: both frequency baselines, A@1 and A@10), and
+`sweep_columns(name)` for sweeps whose columns differ (Durand et al.'s Table 2: the metrics over
+the unseen hashtags, "unseen/A@1", beside those over all of them).
 """
 
 import importlib.util
@@ -167,7 +169,9 @@ def main(argv):
       runs[variant] = [run_one(module, variant, seed, run_dir(f.workdir, variant, seed), f.set)
                        for seed in range(f.seeds)]
     tables[title] = table_rows(runs, getattr(module, "REFERENCE_ROWS", REFERENCE_ROWS))
-  text = render(tables, f.seeds, getattr(module, "TABLE_COLUMNS", report.TABLE_COLUMNS))
+  columns = (module.sweep_columns(f.sweep) if hasattr(module, "sweep_columns") else
+             getattr(module, "TABLE_COLUMNS", report.TABLE_COLUMNS))
+  text = render(tables, f.seeds, columns)
   with open(os.path.join(f.workdir, "tables.md"), "w") as out:
     out.write(text)
   if f.readme:

@@ -45,3 +45,35 @@ def test_one_device_and_eight_devices_give_the_same_parameters(tmp_path, tiny_da
           for devices in (1, 8)]
   for a, b in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1])):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-6)
+
+
+def test_every_sweep_variant_is_a_valid_config():
+  from experiments import durand  # pylint: disable=g-import-not-at-top
+  from hashjax.training import run_config  # pylint: disable=g-import-not-at-top
+  for name in ("table1", "table1_open", "table2", "table3", "table4", "fused"):
+    for variants in durand.get_sweep(name).values():
+      for variant in variants:
+        config = durand.get_config(variant)
+        if config.init_from.workdir:  # "@variant": resolved by the sweep
+          config.init_from.workdir = "/elsewhere"
+        run_config.validate(config)
+    for column in durand.sweep_columns(name):
+      assert column.split("/")[-1] in durand.TABLE_COLUMNS
+
+
+def test_an_open_vocabulary_run_reports_seen_unseen_and_all(tmp_path):
+  from hashjax.data.reader import PostDataset  # pylint: disable=g-import-not-at-top
+  from hashjax.data.synthetic import build  # pylint: disable=g-import-not-at-top
+  directory = str(tmp_path / "open")
+  build.build_synthetic(directory, preset="tiny", seed=0, split_scheme="user_disjoint_70_10_20",
+                        overrides={"held_out_tag_share": 0.3}, log=None)
+  dataset = PostDataset(directory)
+  config = _config("vocab=open", steps=20)
+  config.data.dir = directory
+  out = trainer.train_and_evaluate(config, str(tmp_path / "run"), dataset)
+  for prefix in ("seen/", "unseen/", ""):
+    assert 0 <= out["test"][prefix + "A@10"] <= 1
+  reference = out["results"]
+  oracle, frequency = reference["Oracle (true distribution)"], reference["Global frequency"]
+  # Frequency knows nothing of unseen hashtags (all have training count 0); the oracle does.
+  assert oracle["unseen/R@10"] > frequency["unseen/R@10"] + 0.2
