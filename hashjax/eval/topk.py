@@ -114,6 +114,15 @@ def _two_stage_top_k(scores, k):
 @functools.partial(jax.jit, static_argnames=("k", "width", "num_tags"))
 def _post_chunk_top_k(queries, padded_table, *, k, width, num_tags):
   """Top-k tags for one chunk of posts; scans the padded tag table block by block."""
+  return scan_top_k(queries, padded_table, num_tags, k=k, width=width)
+
+
+def scan_top_k(queries, padded_table, num_valid, *, k: int, width: int):
+  """Top-k of queries . padded_table^T over its first num_valid rows, `width` rows a block.
+
+  num_valid may be traced (a vocabulary shard's real rows depend on its index,
+  hashjax.eval.sharded_topk). Traceable; jit it through its caller.
+  """
   num_blocks = padded_table.shape[0] // width
   queries = queries.astype(jnp.float32)
   block_select = _two_stage_top_k if _use_two_stage(width, k) else jax.lax.top_k
@@ -126,7 +135,7 @@ def _post_chunk_top_k(queries, padded_table, *, k, width, num_tags):
     # Padding rows are not tags: -inf keeps them out of any top-k that has
     # enough real candidates (always the case: block 0 holds >= k real tags,
     # and padding has the largest ids, so it loses every tie).
-    scores = jnp.where(ids[None, :] < num_tags, scores, -jnp.inf)
+    scores = jnp.where(ids[None, :] < num_valid, scores, -jnp.inf)
     top_s, pos = block_select(scores, k)
     return top_s, pos.astype(jnp.int32) + start
 
