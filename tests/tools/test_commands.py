@@ -13,10 +13,11 @@ from tests.dataset_fixtures import REPO_ROOT
 COMMANDS = ["hashjax.main", "hashjax.tools.sweep", "hashjax.tools.evaluate_baselines",
             "hashjax.tools.tag_kind_report", "hashjax.tools.top_tag_popularity",
             "hashjax.tools.veit_figures", "hashjax.tools.conditional_retrieval",
-            "hashjax.tools.paired",
+            "hashjax.tools.paired", "hashjax.tools.user_retrieval",
             "data_prep.synthetic", "data_prep.validate",
             "data_prep.hetrec_lastfm", "data_prep.filter_tags",
-            "benchmarks.denton_train_benchmark", "benchmarks.lightfm_comparison",
+            "benchmarks.denton_train_benchmark", "benchmarks.durand_train_benchmark",
+            "benchmarks.lightfm_comparison",
             "benchmarks.three_way_grad_benchmark", "benchmarks.topk_benchmark",
             "benchmarks.veit_train_benchmark", "benchmarks.warp_benchmark"]
 
