@@ -16,6 +16,7 @@ from hashjax.data import pipeline, splits, tag_filters
 from hashjax.data.reader import PostDataset
 from hashjax.data.tag_filters import FilterOptions
 from hashjax.data.writer import DatasetWriter
+from tests.data import test_tag_filters
 from tests.data.test_word_vectors import TINY_GLOVE
 from tests.data_prep.test_hetrec_lastfm import REAL_RAW
 from tests.dataset_fixtures import REPO_ROOT, write_random_dataset
@@ -69,14 +70,7 @@ def _filter(source, out, options):
 
 def _posts(directory):
   """post_id -> (split code, hashtag strings) of every row."""
-  ds = PostDataset(directory)
-  batch = ds.read(np.arange(ds.num_posts))
-  split_of = np.empty(ds.num_posts, np.int64)
-  for code, name in enumerate(fmt.SPLITS):
-    split_of[ds.split_rows(name)] = code
-  return {int(batch["post_id"][r]): (int(split_of[r]), {ds.vocab[t] for t in
-                                                        batch["tag_ids"][r][batch["tag_mask"][r]]})
-          for r in range(ds.num_posts)}
+  return {post: (split, set(tags)) for post, _, split, tags in test_tag_filters.rows(directory)}
 
 
 # -- word vectors ---------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def hand(tmp_path):
   return directory
 
 
-def _posts(directory):
+def rows(directory):
   """Every row as (post_id, user_id, split code, sorted hashtag strings)."""
   ds = PostDataset(directory)
   batch = ds.read(np.arange(ds.num_posts))
@@ -101,7 +101,7 @@ def test_the_input_is_what_the_comments_say(hand):
 def test_all_filters_counted_by_reason(hand, tmp_path):
   out, meta = _filter(hand, tmp_path, PAPERLIKE)
   # H = {b, c, d}; user 30 is the spammer (4.5 > 4); posts left with nothing of H are dropped.
-  assert _posts(out) == [(100, 10, TRAIN, ["b"]), (101, 10, TRAIN, ["b", "c"]),
+  assert rows(out) == [(100, 10, TRAIN, ["b"]), (101, 10, TRAIN, ["b", "c"]),
                          (105, 20, TRAIN, ["c", "d"]), (107, 20, TEST, ["b"]),
                          (111, 40, TRAIN, ["d"])]
   assert meta["build_report"] == {
@@ -212,7 +212,7 @@ def test_random_datasets_match_a_post_by_post_reference(tmp_path, seed):
   out = str(tmp_path / "out")
   meta = tag_filters.filter_dataset(source, out, options, log=None)
   kept, assignments = _reference(PostDataset(source), options)
-  assert [(p, tags) for p, _, _, tags in _posts(out)] == kept
+  assert [(p, tags) for p, _, _, tags in rows(out)] == kept
   section = meta["build_report"]["sections"][tag_filters.ASSIGNMENTS]
   assert section["written"] == assignments.pop("written")
   assert section["skipped"] == assignments
@@ -296,7 +296,7 @@ def test_split_options(hand, tmp_path):
     out = str(tmp_path / scheme)
     meta = tag_filters.filter_dataset(hand, out, FilterOptions(**options, split_scheme=scheme,
                                                                seed=7), log=None)
-    posts = _posts(out)
+    posts = rows(out)
     assert [p[1] for p in posts] == kept_users
     assert [p[2] for p in posts] == expected, scheme
     assert meta["split_scheme"] == ("temporal" if scheme == "keep" else scheme)
