@@ -23,7 +23,10 @@ The user tower (`user`):
     used          [C] u = 1[hashtag used before], a binary vector over the vocabulary
     occurrences   [D] u = the counts of each hashtag used before
     word_sum      [E] u = the sum of the word vectors of every hashtag used before
-    none          [B] u = 0 (user-agnostic: the same towers without a user)
+    none          [B] u = u_0, one learned vector for every user (user-agnostic: the same
+                  towers without a user). Not u = 0: MUTAN's user side tanh(B u + b) is then 0
+                  at init (b starts at 0), so z = MUTAN's bias, the query ignores the image
+                  and the image head's gradient is exactly 0; u_0 ~ N(0, 1) starts it off
 
 With history="train" only posts of the training split update the state (`in_train`): a
 user's history is fixed at what training saw (Table 3's "fixed history").
@@ -52,7 +55,7 @@ user's history, `next_state` one GRU step from a stored state with a new post, a
 `query_from_state` the query of a new image for a user in that state.
 
 Parts: "words" (psi), "history" (the post fusion and the GRU), "image" (v), "fusion" (MUTAN),
-"joint" (phi_iu), "tags" (phi_tag).
+"joint" (phi_iu), "tags" (phi_tag), "no_user" (u_0 of user none).
 """
 
 import dataclasses
@@ -106,6 +109,9 @@ class _Durand(nn.Module):
     self.words = WordTable(self.words_init, self.learned_words)
     if self.user == "gru":
       self.history = _History(self.fusion, self.post_dim, self.user_dim, self.mutan_rank)
+    if self.user == "none":  # u_0 (the module docstring)
+      self.no_user = self.param("no_user", nn.initializers.normal(1.0),
+                                (self.user_dim,) if self.fused else (1,))
     if self.user_meta:
       self.meta = nn.Dense(self.user_dim, name="user_meta")
     if self.num_users:
@@ -128,7 +134,7 @@ class _Durand(nn.Module):
     if self.user == "gru":
       u = self.history(self.words(), batch, update)[0]
     else:
-      u = jnp.zeros(update.shape + ((self.user_dim,) if self.fused else (1,)), jnp.float32)
+      u = jnp.broadcast_to(self.no_user, update.shape + self.no_user.shape)
     return u + self.user_known(batch, train) if self.fused else u
 
   @property

@@ -10,6 +10,7 @@ import pytest
 from hashjax.data.spec import DatasetSpec
 from hashjax.models import history
 from hashjax.models.durand import Durand
+from hashjax.training import objectives
 
 Y, W_DIM, N, T = 12, 5, 7, 3
 SPEC = DatasetSpec(feature_dim=N, user_meta_dim=0, num_tags=Y, num_users=4,
@@ -276,3 +277,17 @@ def test_the_fused_tower_declares_its_inputs_and_refuses_a_pooled_base():
     _model(user="used", user_meta=True)
   with pytest.raises(ValueError, match="user_embedding needs num_users"):
     _model(user_embedding=True)
+
+
+def test_the_user_agnostic_model_learns_its_image_head_from_the_start():
+  # With u = 0, MUTAN's user side tanh(B u + b) is 0 at init, so the image head got no
+  # gradient at all; [B]'s learned u_0 gives it one, and its first-post queries see the image.
+  model = _model(user="none")
+  variables = _init(model)
+  batch = dict(_sequences(), target_mask=np.ones((3, 6), bool))
+  loss = lambda params: objectives.Softmax(average="users")(
+      model, {**variables, "params": params}, batch, jax.random.key(2))[0]
+  grads = jax.grad(loss)(variables["params"])
+  assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads["image"])) > 1e-3
+  queries = np.asarray(model.query(variables, batch))
+  assert np.abs(queries[:, 0] - queries[:1, 0]).max() > 1e-4
