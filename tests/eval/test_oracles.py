@@ -268,7 +268,7 @@ def test_reference_results_pass_keep_to_the_oracle(dataset):
   keep = tag_distribution.keep_probabilities(dataset.tag_counts, "balanced")
 
   class Eval:
-    ks, batch_size = (1, 10), 256
+    ks, batch_size, vocabularies = (1, 10), 256, ("all",)
 
   config = type("Config", (), {"eval": Eval})
   balanced = report.reference_results(dataset, "test", keep, config)
