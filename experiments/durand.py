@@ -11,7 +11,8 @@ Variants (after the colon):
   word vectors); tensor_mcll / mcll: Veit et al.'s Tensor (MCLL) and its stage 1 on the same
   data (experiments/veit.py's variants; the tensor gives users unseen in training the 1/E
   vector), tensor_mcll's init the mcll run ("@model=mcll" in a sweep);
-- fusion (ours): product (the paper's), sum, concat, mutan, glu, tirg, tags;
+- fusion (ours): product (the paper's), sum, concat, mutan, glu, tirg, tags, image (the image
+  branch alone: a diagnostic, not the paper's);
 - words: fixed (the dataset's word vectors, the paper's GloVe) or learned (a table started at
   random: the paper's "w/o GloVe");
 - d_u: the GRU's width (the user representation; 256 here, the paper's 1024 is the model's

@@ -12,6 +12,8 @@ a = SELU for the element-wise product (a ReLU would zero most coordinates of the
 paper's choice), ReLU for every other fusion. The fusions (the paper's Table 4):
 
     tags      x^tag                               (the hashtag branch only)
+    image     x^im                                (the image branch only: not in the paper, a
+                                                  diagnostic of what past images say)
     sum       x^im + x^tag
     concat    [x^im; x^tag]
     product   x^im * x^tag                        (the paper's best)
@@ -38,7 +40,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-FUSIONS = ("tags", "sum", "concat", "product", "mutan", "glu", "tirg")
+# "image" (x_t = the image branch alone) is not the paper's: the diagnostic for what past images
+# tell about a user on their own.
+FUSIONS = ("tags", "image", "sum", "concat", "product", "mutan", "glu", "tirg")
 
 
 class Mutan(nn.Module):
@@ -74,6 +78,8 @@ class PostFusion(nn.Module):
     if self.fusion == "tags":
       return x_tag
     x_im = act(nn.Dense(self.features, name="image")(features))
+    if self.fusion == "image":
+      return x_im
     both = jnp.concatenate([x_im, x_tag], axis=-1)
     if self.fusion == "sum":
       return x_im + x_tag
