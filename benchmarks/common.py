@@ -1,5 +1,6 @@
-"""Timing helpers shared by the benchmarks: repeat until measurable, and the machine's peak."""
+"""Timing helpers shared by the benchmarks: repeat until measurable, the machine's peak, memory."""
 
+import resource
 import statistics
 import time
 
@@ -60,3 +61,29 @@ def train_step_and_state(config, model, spec, seed: int):
   state = TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params), state_key)
   step = jax.jit(make_train_step(model, objective, tx, tuple(config.frozen)), donate_argnums=0)
   return step, state, objective, tx
+
+
+def timed_windows(step, state, pool, steps: int, repeats: int):
+  """Median s/step over `repeats` windows of `steps` steps (the state carries on: the steps'
+  cost does not depend on the training phase), the final state and the last step's metrics."""
+  per_step = []
+  for _ in range(repeats):
+    begin = time.perf_counter()
+    for i in range(steps):
+      state, metrics = step(state, pool[i % len(pool)])
+    jax.block_until_ready(state)
+    per_step.append((time.perf_counter() - begin) / steps)
+  return statistics.median(per_step), state, jax.device_get(metrics)
+
+
+def memory_analysis(compiled) -> dict:
+  """XLA's byte counts of a compiled executable, and the peak they imply."""
+  m = compiled.memory_analysis()
+  out = {k: int(getattr(m, f"{k}_size_in_bytes")) for k in ("argument", "output", "temp",
+                                                             "alias", "generated_code")}
+  out["peak"] = out["argument"] + out["output"] + out["temp"] - out["alias"]
+  return out
+
+
+def peak_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux

@@ -104,8 +104,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from benchmarks.common import matmul_peak, median_seconds, train_step_and_state
-from benchmarks.veit_train_benchmark import memory_analysis, peak_rss_bytes, timed_windows
+from benchmarks.common import (matmul_peak, median_seconds, memory_analysis, peak_rss_bytes,
+                               timed_windows, train_step_and_state)
 from experiments import durand as durand_experiment
 from hashjax import models
 from hashjax.data import format as fmt

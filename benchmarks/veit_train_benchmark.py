@@ -68,8 +68,6 @@ after, and each rate is the median of `--repeats` timed windows of `--timed_step
 
 import json
 import os
-import resource
-import statistics
 import time
 
 from absl import app, flags
@@ -79,7 +77,8 @@ import numpy as np
 import optax
 
 from experiments import veit as veit_experiment
-from benchmarks.common import matmul_peak, median_seconds, train_step_and_state
+from benchmarks.common import (matmul_peak, median_seconds, memory_analysis, peak_rss_bytes,
+                               timed_windows, train_step_and_state)
 from hashjax import models
 from hashjax.data.spec import DatasetSpec
 from hashjax.losses import targets, triplet
@@ -166,32 +165,6 @@ def useful_flops(model_name: str, model, b: int, y: int, vocabulary: bool = Fals
     flops["logits"] = 3 * (2 * b * (f + 1) * y)
   flops["total"] = sum(flops.values())
   return flops
-
-
-def timed_windows(step, state, pool, steps: int, repeats: int):
-  """Median s/step over `repeats` windows of `steps` steps (the state carries on: the steps'
-  cost does not depend on the training phase), the final state and the last step's metrics."""
-  per_step = []
-  for _ in range(repeats):
-    begin = time.perf_counter()
-    for i in range(steps):
-      state, metrics = step(state, pool[i % len(pool)])
-    jax.block_until_ready(state)
-    per_step.append((time.perf_counter() - begin) / steps)
-  return statistics.median(per_step), state, jax.device_get(metrics)
-
-
-def memory_analysis(compiled) -> dict:
-  """XLA's byte counts of a compiled executable, and the peak they imply."""
-  m = compiled.memory_analysis()
-  out = {k: int(getattr(m, f"{k}_size_in_bytes")) for k in ("argument", "output", "temp",
-                                                             "alias", "generated_code")}
-  out["peak"] = out["argument"] + out["output"] + out["temp"] - out["alias"]
-  return out
-
-
-def peak_rss_bytes() -> int:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 # ---------------------------------------------------------------------------------------------

@@ -160,41 +160,55 @@ def predict_top_k(scorer, dataset: PostDataset, split: str, *, k: int = 10,
   every process: with several processes each scores its slice of the split and the slices are
   gathered.
   """
+  tag_range = tag_range or (0, dataset.num_tags)
+  return predict_top_k_ranges(scorer, dataset, split, [tag_range], k=k, batch_size=batch_size,
+                              tag_chunk=tag_chunk, keep=keep)[tag_range]
+
+
+def predict_top_k_ranges(scorer, dataset: PostDataset, split: str, tag_ranges, *, k: int = 10,
+                         batch_size: int = 1024, tag_chunk: int = 16384,
+                         keep: np.ndarray | None = None) -> dict[tuple[int, int], dict]:
+  """predict_top_k for several tag ranges in one pass: {range: its outputs}. Each batch is
+  read and its queries computed once (a history model's scan), then ranked in every range."""
   index, count = jax.process_index(), jax.process_count()
-  start, stop = tag_range or (0, dataset.num_tags)
   two_tower = isinstance(scorer, TwoTowerScorer)
-  table = scorer.tag_table()[start:stop] if two_tower else None
+  table = scorer.tag_table() if two_tower else None
   batches = (scorer.batches(dataset, split, batch_size, index, count) if two_tower else
              pipeline.eval_batches(dataset, split, batch_size=batch_size, fields=scorer.fields,
                                    process_index=index, process_count=count))
-  out = {"pred_ids": [], "true_ids": [], "true_mask": [], "rows": []}
+  outs = {r: {"pred_ids": [], "true_ids": [], "true_mask": [], "rows": []} for r in tag_ranges}
   for batch in batches:
     batch = tag_distribution.apply(batch, keep)
-    # The truth is restricted, not the batch: a history model reads its earlier posts' tags.
-    tag_ids = batch["tag_ids"]
-    true_mask = batch["tag_mask"] & (tag_ids >= start) & (tag_ids < stop)
-    valid = (batch["valid"] & true_mask.any(axis=-1)).reshape(-1)
+    num_slots = batch["tag_ids"].shape[-1]
     if two_tower:
       queries = scorer.queries(batch)
-      _, ids = topk.top_k_two_tower(queries.reshape(-1, queries.shape[-1]), table, k,
-                                    tag_chunk=tag_chunk)
-    else:
-      score_fn = lambda p0, p1, t0, t1, b=batch: np.asarray(
-          scorer.scores(b, start + t0, start + t1))[p0:p1]
-      _, ids = topk.top_k_from_scores(score_fn, len(valid), stop - start, k,
-                                      post_chunk=len(valid), tag_chunk=tag_chunk)
-    ids = ids + start
-    num_slots = batch["tag_ids"].shape[-1]
-    out["pred_ids"].append(ids[valid])
-    out["true_ids"].append(batch["tag_ids"].reshape(-1, num_slots)[valid])
-    out["true_mask"].append(true_mask.reshape(-1, num_slots)[valid])
-    out["rows"].append(batch["row"].reshape(-1)[valid])
-  out = {key: np.concatenate(parts) if parts else None for key, parts in out.items()}
-  if count > 1:
-    out = _gather_processes(out)
-  if out["pred_ids"] is None or not len(out["pred_ids"]):
-    raise ValueError(f"split {split!r} of {dataset.directory} has no posts with hashtags")
-  return out
+      queries = queries.reshape(-1, queries.shape[-1])
+    for (start, stop), out in outs.items():
+      # The truth is restricted, not the batch: a history model reads its earlier posts' tags.
+      tag_ids = batch["tag_ids"]
+      true_mask = batch["tag_mask"] & (tag_ids >= start) & (tag_ids < stop)
+      valid = (batch["valid"] & true_mask.any(axis=-1)).reshape(-1)
+      if two_tower:
+        _, ids = topk.top_k_two_tower(queries, table[start:stop], k, tag_chunk=tag_chunk)
+      else:
+        score_fn = lambda p0, p1, t0, t1, b=batch, s=start: np.asarray(
+            scorer.scores(b, s + t0, s + t1))[p0:p1]
+        _, ids = topk.top_k_from_scores(score_fn, len(valid), stop - start, k,
+                                        post_chunk=len(valid), tag_chunk=tag_chunk)
+      out["pred_ids"].append((ids + start)[valid])
+      out["true_ids"].append(tag_ids.reshape(-1, num_slots)[valid])
+      out["true_mask"].append(true_mask.reshape(-1, num_slots)[valid])
+      out["rows"].append(batch["row"].reshape(-1)[valid])
+  results = {}
+  for tag_range, out in outs.items():
+    out = {key: np.concatenate(parts) if parts else None for key, parts in out.items()}
+    if count > 1:
+      out = _gather_processes(out)
+    if out["pred_ids"] is None or not len(out["pred_ids"]):
+      raise ValueError(f"split {split!r} of {dataset.directory} has no posts with hashtags in "
+                       f"tag ids {tag_range}")
+    results[tag_range] = out
+  return results
 
 
 def _gather_processes(out: dict) -> dict:
@@ -237,8 +251,10 @@ def evaluate_scorers(scorers: Iterable[Scorer], dataset: PostDataset, split: str
   results = {}
   for scorer in scorers:
     results[scorer.name] = {}
+    outs = predict_top_k_ranges(scorer, dataset, split, list(ranges.values()), k=max(ks),
+                                **kwargs)
     for vocabulary, tag_range in ranges.items():
-      out = predict_top_k(scorer, dataset, split, k=max(ks), tag_range=tag_range, **kwargs)
+      out = outs[tag_range]
       ranking = metrics.ranking_metrics(out["pred_ids"], out["true_ids"], out["true_mask"],
                                         ks=ks)
       results[scorer.name].update({metric_prefix(vocabulary) + key: value
