@@ -15,9 +15,9 @@ Variants (after the colon):
   branch alone: a diagnostic, not the paper's);
 - words: fixed (the dataset's word vectors, the paper's GloVe) or learned (a table started at
   random: the paper's "w/o GloVe");
-- d_u: the GRU's width (the user representation; 256 here, the paper's 1024 is the model's
-  default and Fig. 3's sweep: at 1024 a step is 4x as slow on this CPU); dims: d_i = d_t = d_v = d_c = d (the other
-  widths); rank: MUTAN's R;
+- d_u: the GRU's width (the user representation; 256 here: the paper's 1024, the model's
+  default, makes a step 4x as slow on this CPU; the fig3 sweep runs 32 .. 2048); dims:
+  d_i = d_t = d_v = d_c = d (the other widths); rank: MUTAN's R;
 - history: full (every earlier post updates the user) or train (only training posts: Table
   3's "fixed history", on the temporal split);
 - meta, embedding (ours or agnostic): the user tower also reads the user's metadata (Denton's
@@ -136,7 +136,7 @@ def sweep_columns(name: str) -> tuple[str, ...]:
   """Table 1's open-vocabulary half is over the seen hashtags; Table 2 the unseen, then all."""
   if name == "table1_open":
     return tuple(f"seen/{c}" for c in TABLE_COLUMNS)
-  if name == "table2":
+  if name == "table2_open":
     return tuple(f"unseen/{c}" for c in TABLE_COLUMNS) + TABLE_COLUMNS
   return TABLE_COLUMNS
 
@@ -159,17 +159,39 @@ def get_sweep(name: str) -> dict[str, list[str]]:
     return {"Table 3: the transductive setting (temporal split, the same users)": [
         f"model=mcll,{temporal}", f"model=tensor_mcll,init=@model=mcll;{temporal},{temporal}",
         f"model=ours,history=train,{temporal}", f"model=ours,{temporal}"]}
-  if name in ("table1_open", "table2"):  # the same runs: sweep both into one --workdir
+  if name in ("table1_open", "table2_open"):  # the same runs: sweep both into one --workdir
     title = ("Table 1: user representations (open vocabulary, the seen hashtags)"
              if name == "table1_open" else
              "Table 2: the hashtags unseen in training, and all hashtags")
     return {title: [f"{v},vocab=open" for v in OPEN_VARIANTS]}
+  if name == "fig3":
+    return {"Figure 3: the user representation size d_u": [
+        "model=ours" if d == 256 else f"model=ours,d_u={d}" for d in USER_DIMS]}
   if name == "fused":
-    rows = ["model=agnostic,meta=true", "model=agnostic,embedding=true", "model=ours",
-            "model=ours,meta=true", "model=fused"]
+    rows = HISTORY_ROWS
     return {"Beyond the paper: one user tower from history, metadata and embedding "
             "(new users)": rows,
             "The same on the temporal split (the same users)": [
                 f"{row},split=temporal" for row in rows]}
-  raise ValueError(f"unknown sweep {name!r}; experiments/durand.py has: table1, table1_open, "
-                   "table2, table3, table4, fused")
+  raise ValueError(f"unknown sweep {name!r}; experiments/durand.py has: {', '.join(SWEEPS)}")
+
+
+SWEEPS = ("table1", "table1_open", "table2_open", "table3", "table4", "fig3", "fused")
+USER_DIMS = (32, 64, 128, 256, 512, 1024, 2048)  # Fig. 3's d_u (256: Table 1's model=ours run)
+# The history breakdown's runs: history alone first (the difference is against it).
+HISTORY_ROWS = ["model=ours", "model=agnostic,meta=true", "model=agnostic,embedding=true",
+                "model=ours,meta=true", "model=fused"]
+
+
+def get_figures(name: str) -> dict:
+  """What the sweep draws after its tables (hashjax.tools.durand_figures), into
+  WORKDIR/figures/<set>/: Fig. 3 after fig3; A@1 by the user's earlier posts after fused, on
+  each split."""
+  if name == "fig3":
+    return {"durand_fig3": {"durand": {"fig3": get_sweep("fig3")[
+        "Figure 3: the user representation size d_u"]}}}
+  if name == "fused":
+    return {"durand_history": {"durand": {"history": HISTORY_ROWS}},
+            "durand_history_temporal": {"durand": {"history": [
+                f"{row},split=temporal" for row in HISTORY_ROWS]}}}
+  return {}

@@ -60,8 +60,10 @@ def format_table(results: dict[str, dict[str, Any]] | Sequence[tuple[str, dict[s
   descriptive = column_union(rows)
 
   def cell(value) -> str:
-    if isinstance(value, dict):
+    if isinstance(value, dict) and len(value.get("values", ())) != 1:
       return f"{100 * value['mean']:.2f} ± {100 * value['std']:.2f}"
+    if isinstance(value, dict):  # one seed has no spread to show
+      return f"{100 * value['mean']:.2f}"
     return f"{100 * value:.2f}"
 
   header = (*descriptive, *columns)

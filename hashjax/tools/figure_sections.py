@@ -5,14 +5,16 @@ section draws its PNG and returns its markdown.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from typing import Sequence
 
 import numpy as np
 
 from hashjax.data import tag_distribution
 from hashjax.data.synthetic import build, users as synthetic_users, vocab as synthetic_vocab
-from hashjax.eval import analysis, evaluate, oracles, plots, probing
+from hashjax.eval import analysis, breakdowns, evaluate, metrics, oracles, plots, probing
 from hashjax.tools import runs as runs_lib
 
 SECTION = "## Figures"
@@ -86,6 +88,117 @@ def write_section(path: str, text: str) -> None:
     content = content.rstrip("\n") + ("\n\n" if content else "") + body
   with open(path, "w") as f:
     f.write(content)
+
+
+# ----------------------------------------------------------------------------------------------
+# Groups of runs.
+
+
+def seed_runs(path: str) -> list[str]:
+  """[path] for a finished run; for a sweep's variant directory, its seed<i> runs by seed."""
+  if os.path.exists(os.path.join(path, "metrics.json")):
+    return [path]
+  seeds = []
+  if os.path.isdir(path):
+    for name in os.listdir(path):
+      match = re.fullmatch(r"seed(\d+)", name)
+      if match and os.path.exists(os.path.join(path, name, "metrics.json")):
+        seeds.append((int(match.group(1)), os.path.join(path, name)))
+  if not seeds:
+    raise FileNotFoundError(f"{path} is neither a finished run (no metrics.json) nor a sweep "
+                            "variant directory with finished seed<i> runs")
+  return [p for _, p in sorted(seeds)]
+
+
+def read_metrics(workdir: str) -> dict:
+  """A finished run's metrics.json."""
+  path = os.path.join(workdir, "metrics.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {workdir} is not a finished run")
+  with open(path) as f:
+    return json.load(f)
+
+
+def unique_labels(labels: Sequence[str], workdirs: Sequence[str]) -> list[str]:
+  """The runs' labels, each made unique by its directory name where two are the same."""
+  if len(set(labels)) == len(labels):
+    return list(labels)
+  return [f"{label} ({os.path.basename(os.path.normpath(w))})" for label, w in
+          zip(labels, workdirs)]
+
+
+def same_data(ctxs, figure: str) -> None:
+  """Raises unless every run was tested on the first one's dataset and hashtag distribution."""
+  first = ctxs[0]
+  for c in ctxs[1:]:
+    if (c.dataset.directory, c.run.config.data.dist) != (first.dataset.directory,
+                                                         first.run.config.data.dist):
+      raise ValueError(f"{figure}: {c.run.workdir} and {first.run.workdir} were tested on "
+                       "different data (dataset or hashtag distribution)")
+
+
+def mean_std(values) -> str:
+  """Percent, mean ± std (ddof 0) over seeds; one value alone without a spread."""
+  values = np.asarray(values, np.float64)
+  if values.size == 1:
+    return pct(values[0])
+  return f"{pct(values.mean())} ± {pct(values.std())}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Accuracy by a per-post count (Veit's Fig. 5, Durand's history length).
+
+
+def bucket_accuracy(ctxs, count_of_rows, scheme: str = "log2", *, figure: str = "") -> dict:
+  """Test A@1 of each run by the bucket of an integer count per test post.
+
+  count_of_rows(dataset, rows) -> int [N] (e.g. the user's training posts); buckets by
+  hashjax.eval.breakdowns' scheme, computed from the first run's test posts. Returns
+  {"labels", "edges", "buckets" (names), "posts" [B], "users" [B] (distinct users among the
+  bucket's posts), "accuracy": {label: [B]} (NaN: empty bucket), "overall": {label: A@1 over
+  all test posts}}. Every run must have been tested on the same data.
+  """
+  same_data(ctxs, figure)
+  labels = unique_labels([c.run.metrics["model"] for c in ctxs], [c.run.workdir for c in ctxs])
+  tops = [c.top_k(k=1) for c in ctxs]
+  dataset = ctxs[0].dataset
+  counts = count_of_rows(dataset, tops[0]["rows"])
+  edges = breakdowns.bucket_edges(counts, scheme)
+  num = len(edges) - 1
+  result = {"labels": labels, "edges": edges, "buckets": breakdowns.bucket_labels(edges),
+            "accuracy": {}, "overall": {}}
+  for label, top in zip(labels, tops):
+    bucket = breakdowns.assign_buckets(count_of_rows(dataset, top["rows"]), edges)
+    got = breakdowns.accuracy_by_bucket(top["pred_ids"], top["true_ids"], top["true_mask"],
+                                        bucket, num, k=1)
+    result["accuracy"][label] = got["accuracy"]
+    result["overall"][label] = metrics.accuracy_at_k(top["pred_ids"], top["true_ids"],
+                                                     top["true_mask"], 1)
+    result.setdefault("posts", got["posts"])
+  bucket = breakdowns.assign_buckets(counts, edges)
+  users = np.unique(np.stack([bucket, dataset.user_index_of_row[tops[0]["rows"]]], 1), axis=0)
+  result["users"] = np.bincount(users[:, 0], minlength=num)
+  return result
+
+
+def bucket_accuracy_table(result: dict, count_name: str) -> str:
+  """bucket_accuracy's result as markdown: a row per bucket and one for all posts, A@1 of each
+  run in percent, and the difference last run - first run in points."""
+  labels = result["labels"]
+
+  def difference(a, b) -> str:
+    return "-" if np.isnan(a) or np.isnan(b) else f"{100 * (a - b):+.1f}"
+
+  rows = []
+  for b, name in enumerate(result["buckets"]):
+    acc = [result["accuracy"][label][b] for label in labels]
+    rows.append([name, int(result["posts"][b]), int(result["users"][b]),
+                 *[pct(a) for a in acc], difference(acc[-1], acc[0])])
+  overall = [result["overall"][label] for label in labels]
+  rows.append(["all", int(result["posts"].sum()), int(result["users"].sum()),
+               *[pct(a) for a in overall], difference(overall[-1], overall[0])])
+  return md_table([count_name, "test posts", "users", *[f"A@1 {label}" for label in labels],
+                   "difference"], rows)
 
 
 def tag_scores(ctx: Context, tag_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

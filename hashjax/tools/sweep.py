@@ -139,7 +139,8 @@ def table_rows(runs_by_variant: dict[str, list[dict]],
 def render(tables: dict[str, list], seeds: int, columns=report.TABLE_COLUMNS) -> str:
   parts = []
   for title, rows in tables.items():
-    parts.append(f"**{title}** (mean ± std over {seeds} seeds)\n\n" +
+    over = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
+    parts.append(f"**{title}** ({over})\n\n" +
                  report.format_table(rows, columns))
   return "\n\n".join(parts) + "\n"
 
@@ -151,6 +152,8 @@ def write_into_markdown(path: str, name: str, text: str) -> None:
   begin, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
   if begin not in content or end not in content:
     raise ValueError(f"{path} has no {begin} ... {end} markers")
+  if content.count(begin) > 1:  # two papers' sweeps of one name would overwrite each other
+    raise ValueError(f"{path} has {begin} more than once")
   pattern = re.escape(begin) + ".*?" + re.escape(end)
   content = re.sub(pattern, lambda _: f"{begin}\n{text}{end}", content, flags=re.S)
   with open(path, "w") as f:
@@ -193,7 +196,10 @@ def make_figures(module, name: str, root: str, seed: int = 0,
               and optionally "user_buckets", "tag_buckets", "min_positives"}}
         Veit's figures (hashjax.tools.veit_figures): Figs. 5, 9 and 10 from the runs of `seed`,
         Figs. 4 and 7 from seeds 0..seeds-1 of each variant (mean ± std; seeds None: every
-        finished seed<i> run of the variant).
+        finished seed<i> run of the variant);
+    {"durand": {"fig3": [...], "history": [...], and optionally "history_buckets"}}
+        Durand's figures (hashjax.tools.durand_figures): Fig. 3 from every finished seed of
+        each variant, the history breakdown from the runs of `seed`.
   """
   written = []
   for figure_set, spec in module.get_figures(name).items():
@@ -208,6 +214,12 @@ def make_figures(module, name: str, root: str, seed: int = 0,
                             balanced=run_dir(root, balanced, seed) if balanced else None)
     if spec.get("veit"):
       _veit_figures(root, dict(spec["veit"]), out, seed, seeds)
+    if spec.get("durand"):
+      from hashjax.tools import durand_figures  # matplotlib once the tables are done
+      spec = dict(spec["durand"])
+      durand_figures.durand_figures(
+          out, fig3=[os.path.dirname(run_dir(root, v, 0)) for v in spec.pop("fig3", [])],
+          history=[run_dir(root, v, seed) for v in spec.pop("history", [])], **spec)
     written.append(out)
   return written
 

@@ -32,9 +32,7 @@ DIR/figures.md go to --out.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from typing import Sequence
 
 from absl import app, flags
@@ -51,54 +49,6 @@ HEADING = "## Figures: Veit et al."
 # Runs.
 
 
-def seed_runs(path: str) -> list[str]:
-  """[path] for a finished run; for a sweep's variant directory, its seed<i> runs by seed."""
-  if os.path.exists(os.path.join(path, "metrics.json")):
-    return [path]
-  seeds = []
-  if os.path.isdir(path):
-    for name in os.listdir(path):
-      match = re.fullmatch(r"seed(\d+)", name)
-      if match and os.path.exists(os.path.join(path, name, "metrics.json")):
-        seeds.append((int(match.group(1)), os.path.join(path, name)))
-  if not seeds:
-    raise FileNotFoundError(f"{path} is neither a finished run (no metrics.json) nor a sweep "
-                            "variant directory with finished seed<i> runs")
-  return [p for _, p in sorted(seeds)]
-
-
-def _read_metrics(workdir: str) -> dict:
-  path = os.path.join(workdir, "metrics.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: {workdir} is not a finished run")
-  with open(path) as f:
-    return json.load(f)
-
-
-def _unique_labels(labels: Sequence[str], workdirs: Sequence[str]) -> list[str]:
-  """The runs' labels, each made unique by its directory name where two are the same."""
-  if len(set(labels)) == len(labels):
-    return list(labels)
-  return [f"{label} ({os.path.basename(os.path.normpath(w))})" for label, w in
-          zip(labels, workdirs)]
-
-
-def _same_data(ctxs, figure: str) -> None:
-  first = ctxs[0]
-  for c in ctxs[1:]:
-    if (c.dataset.directory, c.run.config.data.dist) != (first.dataset.directory,
-                                                         first.run.config.data.dist):
-      raise ValueError(f"{figure}: {c.run.workdir} and {first.run.workdir} were tested on "
-                       "different data (dataset or hashtag distribution)")
-
-
-def _mean_std(values) -> str:
-  values = np.asarray(values, np.float64)
-  if values.size == 1:
-    return sections.pct(values[0])
-  return f"{sections.pct(values.mean())} ± {sections.pct(values.std())}"
-
-
 # ----------------------------------------------------------------------------------------------
 # Figs. 4 and 7: test metrics of runs (mean ± std over seeds).
 
@@ -109,8 +59,8 @@ def seed_summary(groups: Sequence[Sequence[str] | str]) -> list[dict]:
   None)}; the label is the first run's row name."""
   out = []
   for group in groups:
-    workdirs = seed_runs(group) if isinstance(group, str) else list(group)
-    runs = [_read_metrics(w) for w in workdirs]
+    workdirs = sections.seed_runs(group) if isinstance(group, str) else list(group)
+    runs = [sections.read_metrics(w) for w in workdirs]
     dims = {r["config"]["model"].get("kwargs", {}).get("user_dim") for r in runs}
     if len(dims) > 1:
       raise ValueError(f"the runs {workdirs} have different user_dim {sorted(dims)}")
@@ -122,7 +72,8 @@ def seed_summary(groups: Sequence[Sequence[str] | str]) -> list[dict]:
 
 def accuracy_section(summary: list[dict], out: str) -> str:
   """Fig. 4: test A@1 bars of each entry of seed_summary."""
-  labels = _unique_labels([s["label"] for s in summary], [s["workdirs"][0] for s in summary])
+  labels = sections.unique_labels([s["label"] for s in summary],
+                                  [s["workdirs"][0] for s in summary])
   means = [float(np.mean(s["A@1"])) for s in summary]
   stds = [float(np.std(s["A@1"])) if len(s["A@1"]) > 1 else np.nan for s in summary]  # no bar
   path = plots.bar_panels(
@@ -131,7 +82,7 @@ def accuracy_section(summary: list[dict], out: str) -> str:
         "errors": {"test A@1": stds} if any(len(s["A@1"]) > 1 for s in summary) else {}}],
       ylabel="A@1", ylim=(0, max(1e-3, np.nanmax(np.add(means, np.nan_to_num(stds)))) * 1.15),
       title="Test accuracy@1 of each model", panel_size=(max(5.0, 1.2 + 0.9 * len(labels)), 4.0))
-  rows = [[label, len(s["A@1"]), _mean_std(s["A@1"]), _mean_std(s["A@10"])]
+  rows = [[label, len(s["A@1"]), sections.mean_std(s["A@1"]), sections.mean_std(s["A@10"])]
           for label, s in zip(labels, summary)]
   return "\n\n".join([
       "### Tagging accuracy of each model (Figure 4)",
@@ -159,8 +110,8 @@ def embedding_size_section(summary: list[dict], out: str) -> str:
     if any(len(s["A@10"]) > 1 for s in entries):
       errors[label] = [float(np.std(s["A@10"])) if len(s["A@10"]) > 1 else np.nan
                        for s in entries]
-    rows += [[label, s["E"], len(s["A@10"]), _mean_std(s["A@10"]), _mean_std(s["A@1"])]
-             for s in entries]
+    rows += [[label, s["E"], len(s["A@10"]), sections.mean_std(s["A@10"]),
+              sections.mean_std(s["A@1"])] for s in entries]
   path = plots.line_panels(os.path.join(out, "accuracy_by_user_dim.png"),
                            [{"title": "", "lines": lines, "errors": errors}], ncols=1,
                            xlabel="user embedding size E (log scale)", ylabel="A@10",
@@ -178,34 +129,10 @@ def embedding_size_section(summary: list[dict], out: str) -> str:
 
 
 def user_bucket_accuracy(ctxs: Sequence[sections.Context], scheme: str = "log2") -> dict:
-  """Test A@1 of each run by the bucket of the post's user's training-post count.
-
-  Returns {"labels": run labels, "edges", "buckets": bucket names, "posts" [B], "users" [B]
-  (distinct users among the bucket's posts), "accuracy": {label: [B]} (NaN: empty bucket),
-  "overall": {label: A@1 over all test posts}}. The buckets are computed from the first run's
-  test posts; every run must have been tested on the same data.
-  """
-  _same_data(ctxs, "Figure 5")
-  labels = _unique_labels([c.run.metrics["model"] for c in ctxs], [c.run.workdir for c in ctxs])
-  tops = [c.top_k(k=1) for c in ctxs]
-  dataset = ctxs[0].dataset
-  train_posts = dataset.user_train_posts_of_row[tops[0]["rows"]]
-  edges = breakdowns.bucket_edges(train_posts, scheme)
-  num = len(edges) - 1
-  result = {"labels": labels, "edges": edges, "buckets": breakdowns.bucket_labels(edges),
-            "accuracy": {}, "overall": {}}
-  for label, top in zip(labels, tops):
-    bucket = breakdowns.assign_buckets(dataset.user_train_posts_of_row[top["rows"]], edges)
-    got = breakdowns.accuracy_by_bucket(top["pred_ids"], top["true_ids"], top["true_mask"],
-                                        bucket, num, k=1)
-    result["accuracy"][label] = got["accuracy"]
-    result["overall"][label] = metrics.accuracy_at_k(top["pred_ids"], top["true_ids"],
-                                                     top["true_mask"], 1)
-    result.setdefault("posts", got["posts"])
-  bucket = breakdowns.assign_buckets(train_posts, edges)
-  users = np.unique(np.stack([bucket, dataset.user_index_of_row[tops[0]["rows"]]], 1), axis=0)
-  result["users"] = np.bincount(users[:, 0], minlength=num)
-  return result
+  """Test A@1 of each run by the bucket of the post's user's training-post count (0: a user
+  unseen in training); figure_sections.bucket_accuracy's result."""
+  return sections.bucket_accuracy(ctxs, lambda dataset, rows: dataset.user_train_posts_of_row[rows],
+                                  scheme, figure="Figure 5")
 
 
 def user_bucket_section(result: dict, out: str, scheme: str) -> str:
@@ -215,25 +142,12 @@ def user_bucket_section(result: dict, out: str, scheme: str) -> str:
       {label: result["accuracy"][label] for label in labels}, result["posts"],
       xlabel="training posts of the post's user", ylabel="test A@1", count_label="test posts",
       title="Test accuracy@1 by the user's number of training posts")
-  rows = []
-  for b, name in enumerate(result["buckets"]):
-    acc = [result["accuracy"][label][b] for label in labels]
-    rows.append([name, int(result["posts"][b]), int(result["users"][b]),
-                 *[sections.pct(a) for a in acc], _difference(acc[-1], acc[0])])
-  overall = [result["overall"][label] for label in labels]
-  rows.append(["all", int(result["posts"].sum()), int(result["users"].sum()),
-               *[sections.pct(a) for a in overall], _difference(overall[-1], overall[0])])
   return "\n\n".join([
       "### Accuracy by the user's number of training posts (Figure 5)",
       f"`{path}`. Test A@1 in percent of the posts whose user has that many training posts "
       f"({scheme} buckets; 0: a user unseen in training), and the difference "
       f"{labels[-1]} - {labels[0]} in points.",
-      sections.md_table(["user's training posts", "test posts", "users",
-                         *[f"A@1 {label}" for label in labels], "difference"], rows)])
-
-
-def _difference(a, b) -> str:
-  return "-" if np.isnan(a) or np.isnan(b) else f"{100 * (a - b):+.1f}"
+      sections.bucket_accuracy_table(result, "user's training posts")])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,8 +185,9 @@ def retrieval_precision(ctxs: Sequence[sections.Context], *, k: int = 10,
   lowest and highest training count of a bucket's queries, None if empty), "by_bucket":
   {label: [B]}}.
   """
-  _same_data(ctxs, "Figure 9")
-  labels = _unique_labels([c.run.metrics["model"] for c in ctxs], [c.run.workdir for c in ctxs])
+  sections.same_data(ctxs, "Figure 9")
+  labels = sections.unique_labels([c.run.metrics["model"] for c in ctxs],
+                                  [c.run.workdir for c in ctxs])
   dataset = ctxs[0].dataset
   result = {"labels": labels, "per_tag": {}, "mean": {}}
   for label, ctx in zip(labels, ctxs):

@@ -13,7 +13,7 @@ from tests.dataset_fixtures import REPO_ROOT
 COMMANDS = ["hashjax.main", "hashjax.tools.sweep", "hashjax.tools.evaluate_baselines",
             "hashjax.tools.tag_kind_report", "hashjax.tools.top_tag_popularity",
             "hashjax.tools.veit_figures", "hashjax.tools.conditional_retrieval",
-            "hashjax.tools.paired", "hashjax.tools.user_retrieval",
+            "hashjax.tools.paired", "hashjax.tools.user_retrieval", "hashjax.tools.durand_figures",
             "data_prep.synthetic", "data_prep.validate",
             "data_prep.hetrec_lastfm", "data_prep.filter_tags",
             "benchmarks.denton_train_benchmark", "benchmarks.durand_train_benchmark",
