@@ -50,7 +50,7 @@ def test_one_device_and_eight_devices_give_the_same_parameters(tmp_path, tiny_da
 def test_every_sweep_variant_is_a_valid_config():
   from experiments import durand  # pylint: disable=g-import-not-at-top
   from hashjax.training import run_config  # pylint: disable=g-import-not-at-top
-  for name in ("table1", "table1_open", "table2_open", "table3", "table4", "fused"):
+  for name in durand.SWEEPS:
     for variants in durand.get_sweep(name).values():
       for variant in variants:
         config = durand.get_config(variant)
