@@ -138,7 +138,7 @@ def sweep_columns(name: str) -> tuple[str, ...]:
     return tuple(f"seen/{c}" for c in TABLE_COLUMNS)
   if name == "table2_open":
     return tuple(f"unseen/{c}" for c in TABLE_COLUMNS) + TABLE_COLUMNS
-  if name == "hetrec":  # Tables 1 and 2 in one: the seen hashtags, the unseen ones, all
+  if name == "hetrec_open":  # Tables 1 and 2 in one: the seen hashtags, the unseen ones, all
     return ("seen/A@1", "seen/A@10", "seen/R@10", "unseen/A@10", "unseen/R@10", "A@1", "A@10",
             "R@10")
   return TABLE_COLUMNS
@@ -167,8 +167,8 @@ def get_sweep(name: str) -> dict[str, list[str]]:
              if name == "table1_open" else
              "Table 2: the hashtags unseen in training, and all hashtags")
     return {title: [f"{v},vocab=open" for v in OPEN_VARIANTS]}
-  if name == "hetrec":  # real data, given by --set=data.dir=DIR (README): the hashtags of test
-    # users that no training post has are the unseen ones
+  if name == "hetrec_open":  # real data, given by --set=data.dir=DIR (README): the hashtags
+    # of test users that no training post has are the unseen ones
     return {"Tables 1 and 2 on HetRec Last.fm-2k (GloVe vectors, split by user)": [
         "model=used,vocab=open", "model=occurrences,vocab=open",
         *(f"{v},vocab=open" for v in OPEN_VARIANTS)]}
@@ -184,7 +184,8 @@ def get_sweep(name: str) -> dict[str, list[str]]:
   raise ValueError(f"unknown sweep {name!r}; experiments/durand.py has: {', '.join(SWEEPS)}")
 
 
-SWEEPS = ("table1", "table1_open", "table2_open", "table3", "table4", "fig3", "fused", "hetrec")
+SWEEPS = ("table1", "table1_open", "table2_open", "table3", "table4", "fig3", "fused",
+          "hetrec_open")
 USER_DIMS = (32, 64, 128, 256, 512, 1024, 2048)  # Fig. 3's d_u (256: Table 1's model=ours run)
 # The history breakdown's runs: history alone first (the difference is against it).
 HISTORY_ROWS = ["model=ours", "model=agnostic,meta=true", "model=agnostic,embedding=true",

@@ -1,6 +1,6 @@
 """Durand et al. on the real HetRec Last.fm-2k data (skipped when ../shared/data lacks it): the
-README's conversion with GloVe vectors and the split by user, then the hetrec sweep's model=ours
-row for a few steps, evaluated over the seen, unseen and all hashtags."""
+README's conversion with GloVe vectors and the split by user, then the hetrec_open sweep's
+model=ours row for a few steps, evaluated over the seen, unseen and all hashtags."""
 
 import os
 
@@ -24,12 +24,12 @@ def test_the_hetrec_sweeps_history_model_trains_on_the_real_data_with_glove(tmp_
   tag_filters.filter_dataset(converted, filtered, tag_filters.FilterOptions(
       word_vectors="glove", split_scheme="user_disjoint_70_10_20"), log=None)
   module = sweep.load_config_module(os.path.join(REPO_ROOT, "experiments", "durand.py"))
-  (rows,) = module.get_sweep("hetrec").values()
+  (rows,) = module.get_sweep("hetrec_open").values()
   result = sweep.run_one(module, "model=ours,vocab=open", 0, str(tmp_path / "runs" / "seed0"),
                          [f"data.dir={filtered}", *TINY])
   assert "model=ours,vocab=open" in rows
   assert result["model"] == "Ours (image+hashtag)" and result["dataset"] == filtered
-  for column in module.sweep_columns("hetrec"):  # every column the table shows is measured
+  for column in module.sweep_columns("hetrec_open"):  # every column the table shows is measured
     assert 0 <= result["test"][column] <= 1
   # the tags of test users that no training post has are ranked, and some are found
   assert np.isfinite(result["test"]["unseen/R@10"])
