@@ -124,10 +124,9 @@ def earlier_posts(dataset, rows) -> np.ndarray:
 def history_section(ctxs: Sequence[sections.Context], out: str, scheme: str) -> str:
   result = sections.bucket_accuracy(ctxs, earlier_posts, scheme, figure="History length")
   labels = result["labels"]
-  path = plots.bucket_lines(
-      os.path.join(out, "accuracy_by_history.png"), result["buckets"],
-      {label: result["accuracy"][label] for label in labels}, result["posts"],
-      xlabel="earlier posts of the post's user", ylabel="test A@1", count_label="test posts",
+  path = sections.bucket_accuracy_plot(
+      result, os.path.join(out, "accuracy_by_history.png"),
+      count_name="earlier posts of the post's user",
       title="Test accuracy@1 by the number of the user's earlier posts")
   return "\n\n".join([
       "### Accuracy by the number of the user's earlier posts",

@@ -181,6 +181,14 @@ def bucket_accuracy(ctxs, count_of_rows, scheme: str = "log2", *, figure: str = 
   return result
 
 
+def bucket_accuracy_plot(result: dict, path: str, *, count_name: str, title: str) -> str:
+  """bucket_accuracy's result as lines over the buckets, their test posts as bars; the path."""
+  return plots.bucket_lines(path, result["buckets"],
+                            {label: result["accuracy"][label] for label in result["labels"]},
+                            result["posts"], xlabel=count_name, ylabel="test A@1",
+                            count_label="test posts", title=title)
+
+
 def bucket_accuracy_table(result: dict, count_name: str) -> str:
   """bucket_accuracy's result as markdown: a row per bucket and one for all posts, A@1 of each
   run in percent, and the difference last run - first run in points."""

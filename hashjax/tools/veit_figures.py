@@ -131,16 +131,16 @@ def embedding_size_section(summary: list[dict], out: str) -> str:
 def user_bucket_accuracy(ctxs: Sequence[sections.Context], scheme: str = "log2") -> dict:
   """Test A@1 of each run by the bucket of the post's user's training-post count (0: a user
   unseen in training); figure_sections.bucket_accuracy's result."""
-  return sections.bucket_accuracy(ctxs, lambda dataset, rows: dataset.user_train_posts_of_row[rows],
-                                  scheme, figure="Figure 5")
+  return sections.bucket_accuracy(
+      ctxs, lambda dataset, rows: dataset.user_train_posts_of_row[rows], scheme,
+      figure="Figure 5")
 
 
 def user_bucket_section(result: dict, out: str, scheme: str) -> str:
   labels = result["labels"]
-  path = plots.bucket_lines(
-      os.path.join(out, "accuracy_by_user_posts.png"), result["buckets"],
-      {label: result["accuracy"][label] for label in labels}, result["posts"],
-      xlabel="training posts of the post's user", ylabel="test A@1", count_label="test posts",
+  path = sections.bucket_accuracy_plot(
+      result, os.path.join(out, "accuracy_by_user_posts.png"),
+      count_name="training posts of the post's user",
       title="Test accuracy@1 by the user's number of training posts")
   return "\n\n".join([
       "### Accuracy by the user's number of training posts (Figure 5)",
