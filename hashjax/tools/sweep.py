@@ -26,7 +26,7 @@ from absl import app, flags, logging
 
 from hashjax import config as config_lib
 from hashjax.eval import oracles, report
-from hashjax.training import trainer
+from hashjax.training import run_config, trainer
 
 STAGE_PREFIX = "@"  # init_from.workdir="@VARIANT": that variant's run of the same seed
 REFERENCE_ROWS = {"Freq. baseline": "Global frequency",
@@ -95,7 +95,7 @@ def run_one(module, variant: str, seed: int, workdir: str, overrides) -> dict:
   if os.path.exists(result_path):
     with open(result_path) as f:
       result = json.load(f)
-    changed = _changed_fields(result["config"], json.loads(config.to_json()))
+    changed = run_config.config_changes(result["config"], config)
     if changed:
       raise ValueError(f"{workdir} holds a run of another config (fields {', '.join(changed)} "
                        "differ); use a new --workdir, or delete that run to redo it")
@@ -105,18 +105,6 @@ def run_one(module, variant: str, seed: int, workdir: str, overrides) -> dict:
   logging.info("%s seed %d done in %.0fs", variant, seed, time.time() - start)
   with open(result_path) as f:
     return json.load(f)
-
-
-def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
-  """Dotted names of the fields that differ between two config dicts."""
-  out = []
-  for key in sorted(set(old) | set(new)):
-    a, b = old.get(key), new.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      out += _changed_fields(a, b, f"{prefix}{key}.")
-    elif a != b:
-      out.append(prefix + key)
-  return out
 
 
 def table_rows(runs_by_variant: dict[str, list[dict]],

@@ -26,6 +26,7 @@ import json
 import math
 from typing import Any
 
+from hashjax import config as config_lib
 from hashjax.eval import evaluate
 
 SAFE_TO_CHANGE = ("log_every", "checkpoint_every", "eval.batch_size", "num_devices")
@@ -93,15 +94,25 @@ def run_record(config, metadata: dict) -> dict:
   return {"config": json.loads(config.to_json()), "dataset": dataset_fingerprint(metadata)}
 
 
+def config_changes(saved: dict, config) -> dict[str, tuple[Any, Any]]:
+  """{dotted field: (saved value, config's value)} where a saved run's config (a dict) and
+  `config` differ. A field the project added after the run was saved, absent from it and at
+  the value hashjax.config gives it by default, is no change: the default is how the code
+  behaved before the field existed (the convention for adding one)."""
+  old, new = flatten(saved), flatten(json.loads(config.to_json()))
+  defaults = flatten(json.loads(config_lib.train_config().to_json()))
+  missing = "<absent>"
+  return {k: (old.get(k, missing), new.get(k, missing)) for k in sorted({*old, *new})
+          if old.get(k, missing) != new.get(k, missing)
+          and not (k not in old and k in defaults and new[k] == defaults[k])}
+
+
 def check_resume(saved: dict, config, metadata: dict, step: int, where: str) -> None:
   """Raises ConfigError unless `config` may resume the run saved at `step` (see module doc)."""
   if saved["dataset"] != dataset_fingerprint(metadata):
     raise ConfigError(f"{where}: checkpoint {step} was trained on another dataset (its "
                       "metadata differs from the one this config reads); use a new workdir")
-  old, new = flatten(saved["config"]), flatten(json.loads(config.to_json()))
-  missing = "<absent>"
-  changed = {k: (old.get(k, missing), new.get(k, missing)) for k in sorted({*old, *new})
-             if old.get(k, missing) != new.get(k, missing)}
+  changed = config_changes(saved["config"], config)
   steps = changed.pop("train_steps", None)
   refused = {k: v for k, v in changed.items() if k not in SAFE_TO_CHANGE}
   if steps is not None and _schedule_uses_train_steps(config):

@@ -1,5 +1,6 @@
 """The sweep runner: runs variants x seeds, skips finished runs, assembles the paper's tables."""
 
+import json
 import os
 
 import pytest
@@ -52,6 +53,12 @@ def test_runs_are_reused_and_tables_are_assembled(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match="fields learning_rate differ"):  # a stale run is no row
     sweep.run_one(module, variants[0], 0, str(tmp_path / variants[0] / "s0"),
                   TINY + ["learning_rate=0.5"])
+  # A run saved before a config field existed is reused while the field keeps its default.
+  path = tmp_path / variants[0] / "s0" / "metrics.json"
+  saved = json.loads(path.read_text())
+  del saved["config"]["eval"]["vocabularies"]
+  path.write_text(json.dumps(saved))
+  assert sweep.run_one(module, variants[0], 0, str(path.parent), TINY)["test"] == again["test"]
 
   rows = sweep.table_rows(runs)
   names = [name for name, _ in rows]
@@ -67,6 +74,11 @@ def test_runs_are_reused_and_tables_are_assembled(tmp_path, monkeypatch):
   assert "±" in text
   with pytest.raises(ValueError, match="markers"):
     sweep.write_into_markdown(str(readme), "other", "x")
+  readme.write_text(readme.read_text() * 2)  # two sweeps of one name would overwrite each other
+  with pytest.raises(ValueError, match="more than once"):
+    sweep.write_into_markdown(str(readme), "tables", "x")
+  one_seed = sweep.render({"T": sweep.table_rows({v: runs[v][:1] for v in variants})}, seeds=1)
+  assert "(1 seed)" in one_seed and "±" not in one_seed
 
 
 def test_a_two_stage_variant_trains_its_first_stage_once_and_names_it(tmp_path, monkeypatch):

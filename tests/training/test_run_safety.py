@@ -123,6 +123,20 @@ def test_resuming_on_another_dataset_or_distribution_is_refused(tmp_path, datase
     run_config.check_resume(record, _config(steps=30), metadata, 20, workdir)
 
 
+def test_a_field_added_after_a_run_was_saved_is_no_change_at_its_default():
+  config = _config()
+  saved = json.loads(config.to_json())
+  del saved["eval"]["vocabularies"]  # a run saved before the field existed
+  assert run_config.config_changes(saved, config) == {}
+  config.eval.vocabularies = ("seen", "unseen", "all")  # not how the old code behaved
+  assert run_config.config_changes(saved, config) == {
+      "eval.vocabularies": ("<absent>", ["seen", "unseen", "all"])}
+  config = _config()
+  config.model.kwargs.brand_new = 1  # a field hashjax.config has no default for
+  assert list(run_config.config_changes(json.loads(_config().to_json()), config)) == [
+      "model.kwargs.brand_new"]
+
+
 def test_train_steps_may_grow_but_not_shrink_below_the_checkpoint(tmp_path, dataset,
                                                                   interrupted_run, reference):
   workdir = _interrupted(tmp_path, interrupted_run)
