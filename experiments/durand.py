@@ -197,8 +197,8 @@ def get_figures(name: str) -> dict:
   WORKDIR/figures/<set>/: Fig. 3 after fig3; A@1 by the user's earlier posts after fused, on
   each split."""
   if name == "fig3":
-    return {"durand_fig3": {"durand": {"fig3": get_sweep("fig3")[
-        "Figure 3: the user representation size d_u"]}}}
+    (rows,) = get_sweep("fig3").values()
+    return {"durand_fig3": {"durand": {"fig3": rows}}}
   if name == "fused":
     return {"durand_history": {"durand": {"history": HISTORY_ROWS}},
             "durand_history_temporal": {"durand": {"history": [

@@ -63,28 +63,23 @@ def representation_ms(workdir: str, window: int = 20) -> tuple[float, int]:
 
 
 def user_dim_summary(groups: Sequence[str], window: int = 20) -> list[dict]:
-  """One entry per group (a run or a sweep variant directory): {"label", "workdirs", "d_u",
-  "R@10", "A@1" (one value per seed), "ms" (representation_ms of the first seed), "windows"},
-  sorted by d_u."""
-  out = []
-  for group in groups:
-    workdirs = sections.seed_runs(group)
-    runs = [sections.read_metrics(w) for w in workdirs]
-    dims = {r["config"]["model"].get("kwargs", {}).get("user_dim") for r in runs}
-    if len(dims) != 1 or None in dims:
-      raise ValueError(f"Figure 3: the runs of {group} have user_dim {sorted(map(str, dims))}; "
-                       "give the seeds of one GRU model of one d_u")
-    ms, num_windows = representation_ms(workdirs[0], window)
-    out.append({"label": runs[0]["model"], "workdirs": workdirs, "d_u": dims.pop(),
-                "R@10": [r["test"]["R@10"] for r in runs], "A@1": [r["test"]["A@1"] for r in runs],
-                "ms": ms, "windows": num_windows})
-  labels = {s["label"] for s in out}
+  """figure_sections.seed_summary of each group (a run or a sweep variant directory: one GRU
+  model at one d_u), its "E" named "d_u", sorted by d_u, each with "ms" (representation_ms of
+  its first seed) and "windows"."""
+  summary = sections.seed_summary(groups)
+  for s in summary:
+    s["d_u"] = s.pop("E")
+    if s["d_u"] is None:
+      raise ValueError(f"Figure 3: {s['workdirs'][0]} has no model.kwargs.user_dim")
+  labels = {s["label"] for s in summary}
   if len(labels) > 1:
     raise ValueError(f"Figure 3 compares one model at several d_u, got {sorted(labels)}")
-  dims = [s["d_u"] for s in out]
+  dims = [s["d_u"] for s in summary]
   if len(set(dims)) < len(dims):
     raise ValueError(f"Figure 3: two groups have the same d_u ({sorted(dims)})")
-  return sorted(out, key=lambda s: s["d_u"])
+  for s in summary:  # timed once the groups are known to be right
+    s["ms"], s["windows"] = representation_ms(s["workdirs"][0], window)
+  return sorted(summary, key=lambda s: s["d_u"])
 
 
 def user_dim_section(summary: list[dict], out: str, window: int = 20) -> str:
@@ -146,17 +141,14 @@ def durand_figures(out: str, *, fig3: Sequence[str] = (), history: Sequence[str]
     raise ValueError("no figure asked for: give fig3 or history runs")
   if len(history) == 1:
     raise ValueError("the history breakdown compares runs: give at least two")
-  os.makedirs(out, exist_ok=True)
+  os.makedirs(out, exist_ok=True)  # the sections draw into it
   parts = [HEADING]
   if fig3:
     parts.append(user_dim_section(user_dim_summary(fig3, window), out, window))
   if history:
     ctxs = [sections.Context(sections.seed_runs(w)[0]) for w in history]
     parts.append(history_section(ctxs, out, history_buckets))
-  text = "\n\n".join(parts) + "\n"
-  with open(os.path.join(out, "figures.md"), "w") as f:
-    f.write(text)
-  return text
+  return sections.write_figures(out, parts)
 
 
 def main(argv):

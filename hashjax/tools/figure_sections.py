@@ -110,6 +110,31 @@ def seed_runs(path: str) -> list[str]:
   return [p for _, p in sorted(seeds)]
 
 
+def seed_summary(groups: Sequence[Sequence[str] | str]) -> list[dict]:
+  """One entry per group of runs (the seeds of one variant; a str is resolved by seed_runs):
+  {"label" (the first run's row name), "workdirs", "E" (model.kwargs.user_dim or None), and
+  for every test metric, e.g. "A@1", its value in each seed}."""
+  out = []
+  for group in groups:
+    workdirs = seed_runs(group) if isinstance(group, str) else list(group)
+    runs = [read_metrics(w) for w in workdirs]
+    dims = {r["config"]["model"].get("kwargs", {}).get("user_dim") for r in runs}
+    if len(dims) > 1:
+      raise ValueError(f"the runs {workdirs} have different user_dim {sorted(dims)}")
+    out.append({**{key: [r["test"][key] for r in runs] for key in runs[0]["test"]},
+                "label": runs[0]["model"], "workdirs": workdirs, "E": dims.pop()})
+  return out
+
+
+def write_figures(out: str, parts: Sequence[str]) -> str:
+  """The sections joined into out/figures.md (out is created); returns the markdown."""
+  text = "\n\n".join(parts) + "\n"
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "figures.md"), "w") as f:
+    f.write(text)
+  return text
+
+
 def read_metrics(workdir: str) -> dict:
   """A finished run's metrics.json."""
   path = os.path.join(workdir, "metrics.json")

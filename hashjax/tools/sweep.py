@@ -186,8 +186,8 @@ def make_figures(module, name: str, root: str, seed: int = 0,
         Figs. 4 and 7 from seeds 0..seeds-1 of each variant (mean ± std; seeds None: every
         finished seed<i> run of the variant);
     {"durand": {"fig3": [...], "history": [...], and optionally "history_buckets"}}
-        Durand's figures (hashjax.tools.durand_figures): Fig. 3 from every finished seed of
-        each variant, the history breakdown from the runs of `seed`.
+        Durand's figures (hashjax.tools.durand_figures): Fig. 3 from the seeds of each variant
+        as Veit's Figs. 4 and 7, the history breakdown from the runs of `seed`.
   """
   written = []
   for figure_set, spec in module.get_figures(name).items():
@@ -203,27 +203,33 @@ def make_figures(module, name: str, root: str, seed: int = 0,
     if spec.get("veit"):
       _veit_figures(root, dict(spec["veit"]), out, seed, seeds)
     if spec.get("durand"):
-      from hashjax.tools import durand_figures  # matplotlib once the tables are done
-      spec = dict(spec["durand"])
-      durand_figures.durand_figures(
-          out, fig3=[os.path.dirname(run_dir(root, v, 0)) for v in spec.pop("fig3", [])],
-          history=[run_dir(root, v, seed) for v in spec.pop("history", [])], **spec)
+      _durand_figures(root, dict(spec["durand"]), out, seed, seeds)
     written.append(out)
   return written
 
 
+def _seed_groups(root: str, variants, seeds: int | None) -> list:
+  """Each variant's runs as a group of seeds: seeds 0..seeds-1, or (seeds None) its variant
+  directory, whose finished seed<i> runs the figure tools read."""
+  if seeds:
+    return [[run_dir(root, v, s) for s in range(seeds)] for v in variants]
+  return [os.path.dirname(run_dir(root, v, 0)) for v in variants]
+
+
 def _veit_figures(root: str, spec: dict, out: str, seed: int, seeds: int | None) -> None:
   from hashjax.tools import veit_figures  # matplotlib once the tables are done
-
-  def across_seeds(variants):
-    if seeds:
-      return [[run_dir(root, v, s) for s in range(seeds)] for v in variants]
-    return [os.path.dirname(run_dir(root, v, 0)) for v in variants]  # its seed<i> runs
-
   veit_figures.veit_figures(
-      out, fig4=across_seeds(spec.pop("fig4", [])), fig7=across_seeds(spec.pop("fig7", [])),
+      out, fig4=_seed_groups(root, spec.pop("fig4", []), seeds),
+      fig7=_seed_groups(root, spec.pop("fig7", []), seeds),
       fig5=[run_dir(root, v, seed) for v in spec.pop("fig5", [])],
       fig9=[run_dir(root, v, seed) for v in spec.pop("fig9", [])], **spec)
+
+
+def _durand_figures(root: str, spec: dict, out: str, seed: int, seeds: int | None) -> None:
+  from hashjax.tools import durand_figures  # matplotlib once the tables are done
+  durand_figures.durand_figures(
+      out, fig3=_seed_groups(root, spec.pop("fig3", []), seeds),
+      history=[run_dir(root, v, seed) for v in spec.pop("history", [])], **spec)
 
 
 if __name__ == "__main__":

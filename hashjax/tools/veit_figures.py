@@ -53,25 +53,8 @@ HEADING = "## Figures: Veit et al."
 # Figs. 4 and 7: test metrics of runs (mean ± std over seeds).
 
 
-def seed_summary(groups: Sequence[Sequence[str] | str]) -> list[dict]:
-  """One entry per group of runs (seeds of one variant; a str is resolved by seed_runs):
-  {"label", "workdirs", "A@1", "A@10" (one value per seed), "E" (model.kwargs.user_dim or
-  None)}; the label is the first run's row name."""
-  out = []
-  for group in groups:
-    workdirs = sections.seed_runs(group) if isinstance(group, str) else list(group)
-    runs = [sections.read_metrics(w) for w in workdirs]
-    dims = {r["config"]["model"].get("kwargs", {}).get("user_dim") for r in runs}
-    if len(dims) > 1:
-      raise ValueError(f"the runs {workdirs} have different user_dim {sorted(dims)}")
-    out.append({"label": runs[0]["model"], "workdirs": workdirs,
-                "A@1": [r["test"]["A@1"] for r in runs], "A@10": [r["test"]["A@10"] for r in runs],
-                "E": dims.pop()})
-  return out
-
-
 def accuracy_section(summary: list[dict], out: str) -> str:
-  """Fig. 4: test A@1 bars of each entry of seed_summary."""
+  """Fig. 4: test A@1 bars of each entry of figure_sections.seed_summary."""
   labels = sections.unique_labels([s["label"] for s in summary],
                                   [s["workdirs"][0] for s in summary])
   means = [float(np.mean(s["A@1"])) for s in summary]
@@ -290,21 +273,18 @@ def veit_figures(out: str, *, fig4: Sequence[Sequence[str] | str] = (),
   os.makedirs(out, exist_ok=True)
   parts = [HEADING]
   if fig4:
-    parts.append(accuracy_section(seed_summary(fig4), out))
+    parts.append(accuracy_section(sections.seed_summary(fig4), out))
   if fig5:
     result = user_bucket_accuracy([context(w) for w in fig5], user_buckets)
     parts.append(user_bucket_section(result, out, user_buckets))
   if fig7:
-    parts.append(embedding_size_section(seed_summary(fig7), out))
+    parts.append(embedding_size_section(sections.seed_summary(fig7), out))
   if fig9:
     result = retrieval_precision([context(w) for w in fig9], k=k, min_positives=min_positives,
                                  scheme=tag_buckets)
     parts.append(retrieval_sections(result, out, k=k, min_positives=min_positives,
                                     scheme=tag_buckets))
-  text = "\n\n".join(parts) + "\n"
-  with open(os.path.join(out, "figures.md"), "w") as f:
-    f.write(text)
-  return text
+  return sections.write_figures(out, parts)
 
 
 def main(argv):
