@@ -180,7 +180,8 @@ def bucket_accuracy(ctxs, count_of_rows, scheme: str = "log2", *, figure: str = 
   count_of_rows(dataset, rows) -> int [N] (e.g. the user's training posts); buckets by
   hashjax.eval.breakdowns' scheme, computed from the first run's test posts. Returns
   {"labels", "edges", "buckets" (names), "posts" [B], "users" [B] (distinct users among the
-  bucket's posts), "accuracy": {label: [B]} (NaN: empty bucket), "overall": {label: A@1 over
+  bucket's posts), "all_users" (distinct users among all of them: a user whose count varies
+  from post to post is in several buckets), "accuracy": {label: [B]} (NaN: empty bucket), "overall": {label: A@1 over
   all test posts}}. Every run must have been tested on the same data.
   """
   same_data(ctxs, figure)
@@ -203,6 +204,7 @@ def bucket_accuracy(ctxs, count_of_rows, scheme: str = "log2", *, figure: str = 
   bucket = breakdowns.assign_buckets(counts, edges)
   users = np.unique(np.stack([bucket, dataset.user_index_of_row[tops[0]["rows"]]], 1), axis=0)
   result["users"] = np.bincount(users[:, 0], minlength=num)
+  result["all_users"] = len(np.unique(users[:, 1]))
   return result
 
 
@@ -228,7 +230,7 @@ def bucket_accuracy_table(result: dict, count_name: str) -> str:
     rows.append([name, int(result["posts"][b]), int(result["users"][b]),
                  *[pct(a) for a in acc], difference(acc[-1], acc[0])])
   overall = [result["overall"][label] for label in labels]
-  rows.append(["all", int(result["posts"].sum()), int(result["users"].sum()),
+  rows.append(["all", int(result["posts"].sum()), result["all_users"],
                *[pct(a) for a in overall], difference(overall[-1], overall[0])])
   return md_table([count_name, "test posts", "users", *[f"A@1 {label}" for label in labels],
                    "difference"], rows)

@@ -86,6 +86,9 @@ def test_history_breakdown_is_the_hit_rate_per_count_of_earlier_posts(runs, tiny
       else:
         assert np.isnan(result["accuracy"][label][b])
   assert sum(result["posts"]) == len(rows)
+  # a user's posts fall in several buckets here; "all" counts each user once
+  assert result["all_users"] == len(np.unique(tiny_dataset.user_ids[rows]))
+  assert sum(result["users"]) > result["all_users"]
 
 
 def _log2_name(n: int) -> str:
