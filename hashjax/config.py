@@ -78,6 +78,8 @@ def train_config() -> ml_collections.ConfigDict:
   config.plateau_start_step = 1000
   config.plateau_min_delta = 1e-3
   config.num_devices = 0  # 0 = every local device
+  # > 1: hashtag tables split over a "model" mesh axis of this size (training/sharding.py)
+  config.vocab_shards = 1
   config.log_every = 100
   config.eval_every = 250
   config.checkpoint_every = 1000

@@ -11,8 +11,8 @@ change, because none of them changes a parameter or a reported number:
 
   log_every, checkpoint_every   how often the run writes what it already computes
   eval.batch_size               posts per evaluation batch (top-k is per post)
-  num_devices                   how the same global batch is spread (float sums may round
-                                differently, the math is the same)
+  num_devices, vocab_shards     how the same global batch and the hashtag tables are spread
+                                (float sums may round differently, the math is the same)
   train_steps                   upward, to train longer, when the schedule does not depend on
                                 it (constant, or "step" with explicit boundaries); never below
                                 the checkpoint's step
@@ -29,9 +29,10 @@ from typing import Any
 from hashjax import config as config_lib
 from hashjax.eval import evaluate
 
-SAFE_TO_CHANGE = ("log_every", "checkpoint_every", "eval.batch_size", "num_devices")
+SAFE_TO_CHANGE = ("log_every", "checkpoint_every", "eval.batch_size", "num_devices",
+                  "vocab_shards")
 _POSITIVE = ("batch_size", "train_steps", "max_tags", "log_every", "eval_every",
-             "checkpoint_every", "eval.batch_size")
+             "checkpoint_every", "eval.batch_size", "vocab_shards")
 
 
 class ConfigError(ValueError):

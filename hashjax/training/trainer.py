@@ -6,10 +6,12 @@ One loop for every model, loss and input. The model declares the batch fields it
 comes from the config (training/optimizers.py); parts of the model can start from another run
 (config.init_from) or stay frozen (config.frozen).
 
-Data parallelism is `jax.jit` over a one-axis device mesh ("data"): the global batch is split
-across devices, parameters are replicated, and XLA inserts the gradient all-reduce. The same code
-runs on one CPU, 8 simulated CPU devices, or many hosts (each host feeds its slice of the global
-batch through `jax.make_array_from_process_local_data`).
+Parallelism is `jax.jit` over a ("data", "model") device mesh (training/sharding.py): the
+global batch is split over "data", and XLA inserts the gradient all-reduce; parameters are
+replicated, except that config.vocab_shards > 1 splits every array with a hashtag axis (tag
+tables, output layers and their optimizer moments) over "model". The same code runs on one CPU,
+8 simulated CPU devices, or many hosts (each host feeds its slice of the global batch through
+`jax.make_array_from_process_local_data`).
 
 A run can be killed at any moment and resumed from its workdir: orbax checkpoints hold the
 parameters, model state, optimizer state, the grain iterator state (the resumed run sees the
@@ -28,7 +30,6 @@ from typing import Any
 from absl import logging
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from hashjax import models
@@ -37,7 +38,7 @@ from hashjax.data.reader import PostDataset
 from hashjax.eval import evaluate, report
 from hashjax.training import history as history_lib
 from hashjax.training import init_from as init_from_lib
-from hashjax.training import objectives, optimizers, run_config
+from hashjax.training import objectives, optimizers, run_config, sharding
 from hashjax.training.checkpoints import Checkpoints
 from hashjax.training.workdir_lock import WorkdirLock
 
@@ -53,12 +54,6 @@ class TrainState:
 
   def variables(self) -> dict:
     return {"params": self.params, **self.model_state}
-
-
-def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
-  """A one-axis mesh over all devices (or the first num_devices, for tests)."""
-  devices = jax.devices()[:num_devices] if num_devices else jax.devices()
-  return jax.sharding.Mesh(np.array(devices), ("data",))
 
 
 def make_train_step(model, objective, tx, frozen=()):
@@ -112,7 +107,10 @@ def _train_iterator(dataset, model, config, fields):
                                      fields=fields, max_tags=config.max_tags))
 
 
-def _evaluate(name, model, variables, dataset, split, keep, config) -> dict[str, float]:
+def _evaluate(name, model, variables, dataset, split, keep, config, mesh) -> dict[str, float]:
+  # Evaluation ranks on one device per process (evaluate.local_copy), in chunks of the
+  # vocabulary: a vocabulary-sharded table is gathered first.
+  variables = sharding.gather_replicated(variables, mesh)
   scorer = evaluate.model_scorer(name, model, variables, seq_len=config.data.seq_len,
                                  context_len=config.data.context_len)
   return evaluate.evaluate_scorers([scorer], dataset, split, ks=tuple(config.eval.ks),
@@ -169,12 +167,13 @@ def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> di
   model = models.make_model(config.model, dataset.spec, dataset)
   objective = objectives.make_objective(config.loss, dataset.spec)
   keep = tag_distribution.keep_probabilities(dataset.tag_counts, config.data.dist)
-  mesh = make_mesh(config.num_devices)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-  if config.batch_size % mesh.size:  # mesh.size counts every process's devices
-    raise ValueError(f"batch_size {config.batch_size} must divide evenly over the {mesh.size} "
-                     f"devices ({jax.process_count()} processes)")
+  mesh = sharding.make_mesh(config.num_devices, config.vocab_shards)
+  data_sharding = sharding.batch_sharding(mesh)
+  data_rows = mesh.shape["data"]  # counts every process's devices
+  if config.batch_size % data_rows:
+    raise ValueError(f"batch_size {config.batch_size} must divide evenly over the {data_rows} "
+                     f"data-parallel rows of {mesh.size} devices ({jax.process_count()} "
+                     f"processes, vocab_shards {config.vocab_shards})")
 
   init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))  # raw keys checkpoint
   variables = model.init(init_key, dataset.spec)
@@ -185,8 +184,10 @@ def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> di
   tx = optimizers.make_optimizer(config, params)
   # From host numpy: jax 0.10.2 builds a broken array when device_put gets a jax.Array and a
   # sharding that spans processes.
-  state = jax.device_put(jax.device_get(TrainState(jnp.zeros((), jnp.int32), params, model_state,
-                                                   tx.init(params), state_key)), replicated)
+  state = jax.device_get(TrainState(jnp.zeros((), jnp.int32), params, model_state,
+                                    tx.init(params), state_key))
+  state_sharding = sharding.state_shardings(state, mesh, dataset.spec.num_tags)
+  state = jax.device_put(state, state_sharding)
   fields = batch_fields(model, objective)
   train_iter = _train_iterator(dataset, model, config, fields)
   # "best" drives the plateau rule (improvement by min_delta); "selected_*" is the strict best
@@ -203,8 +204,10 @@ def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> di
     run_config.check_resume(saved_run, config, dataset.metadata, start_step, workdir)
     logging.info("resumed from step %d (%s)", start_step, schedule)
   _write_config(workdir, config)  # after the check: a refused resume leaves the workdir as it was
+  # out_shardings: the state keeps its layout from step to step (one compilation).
   train_step = jax.jit(make_train_step(model, objective, tx, tuple(config.frozen)),
-                       donate_argnums=0)
+                       donate_argnums=0,
+                       out_shardings=(state_sharding, sharding.replicated(mesh)))
   multiplier = optimizers.schedule_multiplier(config)
 
   history = history_lib.History(workdir, resume_step=start_step)
@@ -221,7 +224,7 @@ def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> di
         rate = schedule["learning_rate"] * float(multiplier(step))
         history.log(step, dict(metrics, **timer.update(step), learning_rate=rate))
       if step % config.eval_every == 0 or step == config.train_steps:
-        val = _evaluate("val", model, state.variables(), dataset, "val", keep, config)
+        val = _evaluate("val", model, state.variables(), dataset, "val", keep, config, mesh)
         value = val[config.plateau_metric]
         if value > schedule["selected_value"]:
           selected = jax.tree.map(jnp.copy, state.variables())
@@ -240,7 +243,7 @@ def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> di
   name = run_label(config, model)
   logging.info("testing the variables of step %d (validation %s %.4f)",
                schedule["selected_step"], config.plateau_metric, schedule["selected_value"])
-  test = _evaluate(name, model, selected, dataset, "test", keep, config)
+  test = _evaluate(name, model, selected, dataset, "test", keep, config, mesh)
   results = report.write_run_report(workdir, config, dataset, name, test, keep,
                                     selected_step=schedule["selected_step"],
                                     columns=model.report_columns())

@@ -3,7 +3,8 @@
 Two local processes with one CPU device each must end where one process with two devices ends
 (the same global batch over the same two devices): the same parameters, training history and
 test metrics (metrics.json), also when both processes are killed after a checkpoint and the job
-is started again. Plus the flag checks of hashjax.training.distributed.
+is started again, and when each process has two devices that split the tag tables
+(vocab_shards=2). Plus the flag checks of hashjax.training.distributed.
 """
 
 import json
@@ -40,7 +41,7 @@ class _Launcher:
   def __init__(self, tmp_path, data_dir):
     self.tmp_path, self.data_dir, self.procs = tmp_path, data_dir, []
 
-  def start(self, workdir, *, processes: int, devices: int, tag: str):
+  def start(self, workdir, *, processes: int, devices: int, tag: str, vocab_shards: int = 1):
     """One job: `processes` processes with `devices` CPU devices each; returns their Popens."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", HASHJAX_DATA_DIR=str(self.tmp_path / "data"),
                # One persistent compilation cache for every launch: the later ones start fast.
@@ -53,7 +54,7 @@ class _Launcher:
                f"--config.data.dir={self.data_dir}", f"--config.train_steps={STEPS}",
                "--config.batch_size=32", "--config.log_every=5", "--config.eval_every=10",
                "--config.checkpoint_every=5", "--config.loss.max_trials=50",
-               f"--workdir={workdir}"]
+               f"--config.vocab_shards={vocab_shards}", f"--workdir={workdir}"]
     if processes > 1:
       port = _free_port()
       command.append(f"--coordinator_address=127.0.0.1:{port}")
@@ -106,8 +107,11 @@ def runs(tmp_path_factory, tiny_dataset):
   try:
     one = launcher.start(tmp_path / "one", processes=1, devices=2, tag="one")
     two = launcher.start(tmp_path / "two", processes=2, devices=1, tag="two")
-    launcher.wait(one)
-    launcher.wait(two)
+    # The same two data rows, each a "model" pair of devices holding half of every tag table.
+    sharded = launcher.start(tmp_path / "sharded", processes=2, devices=2, tag="sharded",
+                             vocab_shards=2)
+    for job in (one, two, sharded):
+      launcher.wait(job)
     yield launcher, tmp_path
   finally:
     launcher.close()
@@ -126,7 +130,7 @@ def _history(workdir):
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS} for line in f]
 
 
-def _assert_same_run(workdir, reference):
+def _assert_same_run(workdir, reference, **config_changes):
   for item in ("state", "selected"):
     a, b = _restore(reference, item), _restore(workdir, item)
     assert jax.tree.structure(a) == jax.tree.structure(b)
@@ -136,7 +140,9 @@ def _assert_same_run(workdir, reference):
   assert _history(workdir) == _history(reference)  # loss, gradient norm, validation: every step
   with open(os.path.join(reference, "metrics.json")) as f, \
        open(os.path.join(workdir, "metrics.json")) as g:
-    assert json.load(g) == json.load(f)  # test metrics, reference rows, selected step, config
+    expected = json.load(f)
+    expected["config"].update(config_changes)
+    assert json.load(g) == expected  # test metrics, reference rows, selected step, config
 
 
 def test_two_processes_train_like_one_process_with_two_devices(runs):
@@ -146,6 +152,12 @@ def test_two_processes_train_like_one_process_with_two_devices(runs):
   assert "process 1/2, 1 local of 2 devices" in log
   # Only process 0 prints the report and writes files (metrics.json compared above).
   assert "| Method |" in open(tmp_path / "two.0.log").read() and "| Method |" not in log
+
+
+def test_two_processes_with_sharded_tag_tables_train_like_one_process(runs):
+  _, tmp_path = runs
+  _assert_same_run(tmp_path / "sharded", tmp_path / "one", vocab_shards=2)
+  assert "process 1/2, 2 local of 4 devices" in open(tmp_path / "sharded.1.log").read()
 
 
 def test_two_processes_killed_after_a_checkpoint_resume_like_one_process(runs):
