@@ -31,7 +31,8 @@ One scan per sequence: `UserStates` runs the GRU once over a [S, W] batch of use
 so every post of the sequence is scored against the history preceding it at the cost of one
 GRU step. A position whose `update` mask is False (padding, or a post kept out of the history)
 carries the state through unchanged: masking is done here, since flax's RNN neither zeroes nor
-freezes padded steps.
+freezes padded steps. The parameters are flax's GRUCell's; the scan over them is
+hashjax.models.gru (the same math, fewer passes over the weights).
 """
 
 from typing import Any
@@ -39,6 +40,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from hashjax.models import gru
 
 # "image" (x_t = the image branch alone) is not the paper's: the diagnostic for what past images
 # tell about a user on their own.
@@ -125,11 +128,12 @@ class UserStates(nn.Module):
     self.cell = MaskedGRUStep(self.features)
 
   def __call__(self, x, update):
-    scan = nn.scan(lambda cell, carry, inputs: cell(carry, inputs),
-                   variable_broadcast="params", split_rngs={"params": False},
-                   in_axes=1, out_axes=1)
-    h0 = jnp.zeros(x.shape[:1] + (self.features,), x.dtype)
-    _, after = scan(self.cell, h0, (x, update))
+    if self.is_initializing():  # creates the cell's parameters
+      self.cell(jnp.zeros(x.shape[:1] + (self.features,), x.dtype), (x[:, 0], update[:, 0]))
+    # The scan itself runs on the cell's parameters in hashjax.models.gru (the same math as
+    # nn.RNN(GRUCell), with the input projection and the recurrent weight gradient taken out
+    # of the per-step loop).
+    after = gru.gru_states(self.cell.variables["params"]["cell"], x, update)
     return shift_right(after), after
 
   def step(self, state, x, update):
