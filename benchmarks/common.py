@@ -7,6 +7,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from hashjax.training import sharding
 from hashjax.training.objectives import make_objective
 from hashjax.training.optimizers import make_optimizer
 from hashjax.training.trainer import TrainState, make_train_step
@@ -49,18 +50,25 @@ def matmul_peak(min_seconds: float = 2.0) -> float:
   return 2 * 2048 ** 3 / timed(lambda: f(a), min_seconds)
 
 
-def train_step_and_state(config, model, spec, seed: int):
+def train_step_and_state(config, model, spec, seed: int, vocab_shards: int = 1):
   """What every step benchmark times: (step, state, objective, tx) with the trainer's step for
   config's loss and optimizer, jitted with the state donated as train_and_evaluate does, and
-  the initial TrainState of `model`."""
+  the initial TrainState of `model`. vocab_shards > 1: the state's hashtag axes split over
+  that many devices, as the trainer splits them (hashjax.training.sharding)."""
   init_key, state_key = jax.random.split(jax.random.PRNGKey(seed))
   variables = model.init(init_key, spec)
   params = variables["params"]
   model_state = {k: v for k, v in variables.items() if k != "params"}
   objective, tx = make_objective(config.loss), make_optimizer(config, params)
   state = TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params), state_key)
-  step = jax.jit(make_train_step(model, objective, tx, tuple(config.frozen)), donate_argnums=0)
-  return step, state, objective, tx
+  train_step = make_train_step(model, objective, tx, tuple(config.frozen))
+  if vocab_shards == 1:
+    return jax.jit(train_step, donate_argnums=0), state, objective, tx
+  mesh = sharding.make_mesh(vocab_shards, vocab_shards)
+  shardings = sharding.state_shardings(state, mesh, spec.num_tags)
+  step = jax.jit(train_step, donate_argnums=0,
+                 out_shardings=(shardings, sharding.replicated(mesh)))
+  return step, jax.device_put(state, shardings), objective, tx
 
 
 def timed_windows(step, state, pool, steps: int, repeats: int):

@@ -33,6 +33,14 @@ at L = `--large_history_length` = 200 with `--large_loss` = sampled_softmax
 samples shared by the batch, accidental hits removed; the tag tower runs on the P + S rows
 needed only), run as a child process of its own so that its peak RSS (getrusage
 RUSAGE_CHILDREN ru_maxrss) is its alone; reported with posts/s and XLA's memory_analysis.
+`--vocab_shards=V` splits the state's hashtag axes over V devices as the trainer does
+(hashjax.training.sharding): XLA's memory analysis is then per device. The per-device memory
+at Y = 500k (8 simulated CPU devices; their times share one CPU and mean nothing):
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m benchmarks.durand_train_benchmark \
+      --num_tags=500000 --history_lengths=200 --loss=sampled_softmax --vocab_shards=8 \
+      --pieces=false --large_num_tags=0 --timed_steps=1 --repeats=1 --out=F.json
+
 The full softmax at 500k is not run (its [P, Y] logits are 3.2 GB, the tag tower over Y
 0.4 TFLOP a step). By hand:
 
@@ -65,8 +73,10 @@ post in place of Y.)
 XLA's cost analysis (`compiled.cost_analysis()["flops"]`, every op, not only matmuls) is
 recorded too, but it counts a while loop's body once, not once per iteration (checked: a
 jax.lax.scan of 10 and of 50 steps report the same flops), so it misses (L - 1) of the GRU's L
-forward and L backward steps. `xla_corrected` adds those back analytically:
-(L - 1) S 3 x 2 (3 d_u)(d_i + d_u) (the scan bodies' elementwise ops stay counted once). The
+forward and L backward steps. Inside the loops are only the recurrent products (h W_h forward,
+dA W_h^T backward; hashjax.models.gru takes the input projection and dW_h out of them), so
+`xla_corrected` adds (L - 1) S 2 x 2 d_u (3 d_u) back analytically (the scan bodies'
+elementwise ops stay counted once). The
 fractions of peak use the analytic count (`fraction_of_peak`) and the corrected XLA count
 (`fraction_of_peak_xla_corrected`); the two agree to within XLA's elementwise ops
 (166.0 and 166.3 GFLOP a step at the default shape).
@@ -144,6 +154,10 @@ def define_flags() -> None:
   flags.DEFINE_list("large_loss_options", [], "Its key=value options (the objective's defaults "
                     "otherwise).")
   flags.DEFINE_integer("large_history_length", 200, "Its posts per user sequence.")
+  flags.DEFINE_integer("vocab_shards", 1, "Split every hashtag axis of the train state over this "
+                       "many devices (hashjax.training.sharding; on CPU run with XLA_FLAGS="
+                       "--xla_force_host_platform_device_count=V): XLA's memory is then per "
+                       "device, and the times are of V simulated devices sharing the CPU.")
 
 
 T = 16          # hashtag slots per post (config.max_tags)
@@ -370,7 +384,8 @@ def run_length(length: int, dataset) -> dict:
   sequences = f.posts_per_batch // length
   config = make_config(length, sequences)
   model = models.make_model(config.model, dataset.spec, dataset)
-  step, state, objective, tx = train_step_and_state(config, model, dataset.spec, f.seed + 1)
+  step, state, objective, tx = train_step_and_state(config, model, dataset.spec, f.seed + 1,
+                                                    f.vocab_shards)
   pool = read_pool(dataset, model, objective, config, f.pool)
   posts = int(sum(int(b["seq_mask"].sum()) for b in pool) / len(pool))
   targets = int(sum(int(b["target_mask"].sum()) for b in pool) / len(pool))
@@ -381,9 +396,10 @@ def run_length(length: int, dataset) -> dict:
   compile_s = time.perf_counter() - compile_start
   memory = memory_analysis(compiled)
   raw_xla = xla_flops(compiled)
-  # The scan bodies are counted once; add the other L - 1 forward and backward GRU steps.
-  corrected = (None if raw_xla is None else
-               raw_xla + 3 * gru_flops_forward(model, sequences * (length - 1)))
+  # The scan bodies are counted once: add the other L - 1 recurrent products of the forward
+  # and of the backward scan.
+  recurrent = 2 * sequences * (length - 1) * 2 * model.user_dim * 3 * model.user_dim
+  corrected = None if raw_xla is None else raw_xla + recurrent
   state, _ = compiled(state, pool[0])  # one step before the timing
   jax.block_until_ready(state)
 
@@ -396,7 +412,8 @@ def run_length(length: int, dataset) -> dict:
          "config": "experiments/durand.py:model=ours,d_u=%d,dims=%d" % (f.user_dim, f.dims),
          "model": config.model.to_dict(), "loss": config.loss.to_dict(),
          "optimizer": config.optimizer.to_dict(), "learning_rate": config.learning_rate,
-         "num_tags": dataset.num_tags, "compile_s": compile_s, "load_at_start": load,
+         "num_tags": dataset.num_tags, "vocab_shards": f.vocab_shards,
+         "compile_s": compile_s, "load_at_start": load,
          "matmul_peak_gflops": peak / 1e9,
          "useful_gflop_per_step": flops and {k: v / 1e9 for k, v in flops.items()},
          "xla_cost_analysis_gflop": None if raw_xla is None else raw_xla / 1e9,
@@ -489,7 +506,8 @@ def main(argv):
     results["posts_per_s_relative_to_first_length"] = {
         str(r["history_length"]): r["posts_per_s"] / base for r in runs}
   print(f"\nY={f.num_tags:,}, d_u={f.user_dim}, dims={f.dims}, {f.posts_per_batch} posts/step, "
-        f"loss {f.loss}; load {load_before} -> {results['load_after']}")
+        f"loss {f.loss}, vocab_shards {f.vocab_shards}; load {load_before} -> "
+        f"{results['load_after']}")
   print("| L | S | posts/s | ms/step | GFLOP/step | GFLOP/s | matmul peak GFLOP/s "
         "| fraction of peak | XLA peak memory (MiB) | peak RSS (MiB) |")
   print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
