@@ -32,7 +32,7 @@ import numpy as np
 
 from hashjax.data import pipeline, tag_distribution
 from hashjax.data.reader import PostDataset
-from hashjax.eval import metrics, topk
+from hashjax.eval import metrics, sharded_topk, topk
 
 
 class Scorer(Protocol):
@@ -48,10 +48,19 @@ class TwoTowerScorer:
 
   A model of layout "sequences" (it reads user histories) is evaluated on user sequences of
   `seq_len` targets after `context_len` context posts (pipeline.eval_sequence_batches).
+
+  `vocab_mesh` (one process only): a mesh whose "model" axis splits the tag table, as the
+  trainer's vocab_shards does; the top-k then runs on the devices' shards of the table
+  (sharded_topk.ShardedTopK: each device ranks its rows, the shards' lists are merged).
   """
 
-  def __init__(self, name: str, model, variables, *, seq_len: int = 0, context_len: int = 0):
+  def __init__(self, name: str, model, variables, *, seq_len: int = 0, context_len: int = 0,
+               vocab_mesh=None):
+    if vocab_mesh is not None and jax.process_count() > 1:
+      raise ValueError(f"{name}: a vocabulary-sharded evaluation runs in one process; with "
+                       "several, evaluate replicated variables")
     self.name, self.model, self.variables = name, model, local_copy(variables)
+    self.vocab_mesh = vocab_mesh
     self.fields = tuple(model.inputs)
     self.sequence = (seq_len, context_len) if model.layout == "sequences" else None
     if self.sequence and seq_len < 1:
@@ -101,10 +110,12 @@ class PairScorer:
     return np.concatenate(blocks, axis=1)
 
 
-def model_scorer(name: str, model, variables, *, seq_len: int = 0, context_len: int = 0):
+def model_scorer(name: str, model, variables, *, seq_len: int = 0, context_len: int = 0,
+                 vocab_mesh=None):
   """The scorer of a trained model: TwoTowerScorer if it has a tag table, else PairScorer."""
   if hasattr(model, "tags"):
-    return TwoTowerScorer(name, model, variables, seq_len=seq_len, context_len=context_len)
+    return TwoTowerScorer(name, model, variables, seq_len=seq_len, context_len=context_len,
+                          vocab_mesh=vocab_mesh)
   if model.layout != "posts":
     raise ValueError(f"{name}: a model without a tag table is evaluated on posts, not sequences")
   return PairScorer(name, model, variables)
@@ -176,6 +187,12 @@ def predict_top_k_ranges(scorer, dataset: PostDataset, split: str, tag_ranges, *
   batches = (scorer.batches(dataset, split, batch_size, index, count) if two_tower else
              pipeline.eval_batches(dataset, split, batch_size=batch_size, fields=scorer.fields,
                                    process_index=index, process_count=count))
+  sharded = {}  # tag range -> its table split over the vocabulary mesh, once per evaluation
+  if two_tower and scorer.vocab_mesh is not None:
+    host_table = np.asarray(table)
+    sharded = {(start, stop): sharded_topk.ShardedTopK(host_table[start:stop], k,
+                                                       scorer.vocab_mesh, tag_chunk=tag_chunk)
+               for start, stop in tag_ranges}
   outs = {r: {"pred_ids": [], "true_ids": [], "true_mask": [], "rows": []} for r in tag_ranges}
   for batch in batches:
     batch = tag_distribution.apply(batch, keep)
@@ -188,7 +205,9 @@ def predict_top_k_ranges(scorer, dataset: PostDataset, split: str, tag_ranges, *
       tag_ids = batch["tag_ids"]
       true_mask = batch["tag_mask"] & (tag_ids >= start) & (tag_ids < stop)
       valid = (batch["valid"] & true_mask.any(axis=-1)).reshape(-1)
-      if two_tower:
+      if sharded:
+        _, ids = sharded[start, stop](queries)
+      elif two_tower:
         _, ids = topk.top_k_two_tower(queries, table[start:stop], k, tag_chunk=tag_chunk)
       else:
         score_fn = lambda p0, p1, t0, t1, b=batch, s=start: np.asarray(

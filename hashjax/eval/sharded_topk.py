@@ -200,33 +200,46 @@ def sharded_top_k(queries, tag_table, k: int, mesh: Mesh, axis: str = "model", *
     (scores [N, k] float32, ids [N, k] int32) as host numpy arrays, each row
     sorted by descending score with the tie rule of ``hashjax.eval.topk``.
   """
-  _check_axis(mesh, axis)
-  n, d = queries.shape
-  num_tags, d_tags = tag_table.shape
-  if d != d_tags:
-    raise ValueError(f"queries have dim {d} but tag_table has dim {d_tags}.")
-  topk._check_k(k, num_tags)
-  if post_chunk < 1:
-    raise ValueError(f"post_chunk must be positive, got {post_chunk}.")
-  if n == 0:
-    return np.zeros((0, k), np.float32), np.zeros((0, k), np.int32)
-  layout = vocab_layout(num_tags, mesh.shape[axis], k, tag_chunk)
-  table = shard_tag_table(tag_table, mesh, axis, layout.rows_per_shard)
-  fn = make_sharded_top_k_fn(mesh, axis, k, layout, num_tags)
+  return ShardedTopK(tag_table, k, mesh, axis, tag_chunk=tag_chunk,
+                     post_chunk=post_chunk)(queries)
 
-  query_axes = _query_axes(mesh, axis)
-  splits = int(np.prod([mesh.shape[a] for a in query_axes]))
-  step = min(post_chunk, -(-n // splits)) * splits
-  query_sharding = NamedSharding(mesh, P(query_axes or None, None))
-  queries = np.asarray(queries, np.float32)
-  pending, done = [], []
-  for start in range(0, n, step):
-    chunk = jax.device_put(topk._pad_rows(queries[start:start + step], step),
-                           query_sharding)
-    pending.append(fn(chunk, table))
-    if len(pending) > _IN_FLIGHT:
-      done.append(jax.tree.map(np.asarray, pending.pop(0)))
-  done.extend(jax.tree.map(np.asarray, p) for p in pending)
-  scores = np.concatenate([s for s, _ in done])[:n]
-  ids = np.concatenate([i for _, i in done])[:n]
-  return scores, ids
+
+class ShardedTopK:
+  """``sharded_top_k`` against one table for many batches of queries: the table is padded
+  and split over the devices once, here, and each call only ranks (evaluation calls it once
+  per batch)."""
+
+  def __init__(self, tag_table, k: int, mesh: Mesh, axis: str = "model", *,
+               tag_chunk: int = 16384, post_chunk: int = 128):
+    _check_axis(mesh, axis)
+    self.num_tags, self.dim = tag_table.shape
+    topk._check_k(k, self.num_tags)
+    if post_chunk < 1:
+      raise ValueError(f"post_chunk must be positive, got {post_chunk}.")
+    self.k, self.mesh, self.axis, self.post_chunk = k, mesh, axis, post_chunk
+    layout = vocab_layout(self.num_tags, mesh.shape[axis], k, tag_chunk)
+    self.table = shard_tag_table(tag_table, mesh, axis, layout.rows_per_shard)
+    self.fn = make_sharded_top_k_fn(mesh, axis, k, layout, self.num_tags)
+    query_axes = _query_axes(mesh, axis)
+    self.splits = int(np.prod([mesh.shape[a] for a in query_axes]))
+    self.query_sharding = NamedSharding(mesh, P(query_axes or None, None))
+
+  def __call__(self, queries) -> tuple[np.ndarray, np.ndarray]:
+    n, d = queries.shape
+    if d != self.dim:
+      raise ValueError(f"queries have dim {d} but tag_table has dim {self.dim}.")
+    if n == 0:
+      return np.zeros((0, self.k), np.float32), np.zeros((0, self.k), np.int32)
+    step = min(self.post_chunk, -(-n // self.splits)) * self.splits
+    queries = np.asarray(queries, np.float32)
+    pending, done = [], []
+    for start in range(0, n, step):
+      chunk = jax.device_put(topk._pad_rows(queries[start:start + step], step),
+                             self.query_sharding)
+      pending.append(self.fn(chunk, self.table))
+      if len(pending) > _IN_FLIGHT:
+        done.append(jax.tree.map(np.asarray, pending.pop(0)))
+    done.extend(jax.tree.map(np.asarray, p) for p in pending)
+    scores = np.concatenate([s for s, _ in done])[:n]
+    ids = np.concatenate([i for _, i in done])[:n]
+    return scores, ids

@@ -108,11 +108,16 @@ def _train_iterator(dataset, model, config, fields):
 
 
 def _evaluate(name, model, variables, dataset, split, keep, config, mesh) -> dict[str, float]:
-  # Evaluation ranks on one device per process (evaluate.local_copy), in chunks of the
-  # vocabulary: a vocabulary-sharded table is gathered first.
-  variables = sharding.gather_replicated(variables, mesh)
+  # A vocabulary-sharded table is ranked on its shards in one process; several processes
+  # evaluate different numbers of batches, so they rank a gathered copy each (a sharded
+  # program would have to run in step on all of them).
+  vocab_mesh = None
+  if mesh.shape["model"] > 1 and jax.process_count() == 1:
+    vocab_mesh = mesh
+  else:
+    variables = sharding.gather_replicated(variables, mesh)
   scorer = evaluate.model_scorer(name, model, variables, seq_len=config.data.seq_len,
-                                 context_len=config.data.context_len)
+                                 context_len=config.data.context_len, vocab_mesh=vocab_mesh)
   return evaluate.evaluate_scorers([scorer], dataset, split, ks=tuple(config.eval.ks),
                                    vocabularies=tuple(config.eval.vocabularies),
                                    batch_size=config.eval.batch_size, keep=keep)[name]

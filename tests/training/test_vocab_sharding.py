@@ -2,8 +2,9 @@
 
 A run whose tag tables (and their optimizer moments) are split over "model" must end where
 the one-device run ends, for a learned [Y, d] table (Denton), a bag-of-hashtags user layer
-[Y, d_u] and a learned word table under the full and the sampled softmax (Durand); a run
-resumed with another number of shards must too.
+[Y, d_u] and a learned word table under the full and the sampled softmax (Durand), and its
+evaluation, which ranks the table on its shards, must give the same metrics; a run resumed
+with another number of shards must end there too.
 """
 
 import jax
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from hashjax.eval import sharded_topk
 from hashjax.training import sharding, trainer
 from tests.dataset_fixtures import tiny_train_config
 
@@ -71,12 +73,18 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_sharded_vocabulary_ends_where_one_device_ends(tmp_path, tiny_dataset, case):
+def test_sharded_vocabulary_ends_where_one_device_ends(tmp_path, tiny_dataset, case,
+                                                       monkeypatch):
   assert jax.device_count() == 8 and tiny_dataset.spec.num_tags == TINY_TAGS
   one = trainer.train_and_evaluate(CASES[case](num_devices=1), str(tmp_path / "one"),
                                    tiny_dataset)
+  ranked = []  # evaluation ranks the split table on its shards
+  rank = sharded_topk.ShardedTopK.__call__
+  monkeypatch.setattr(sharded_topk.ShardedTopK, "__call__",
+                      lambda self, q: ranked.append(self.mesh.shape["model"]) or rank(self, q))
   split = trainer.train_and_evaluate(CASES[case](vocab_shards=2), str(tmp_path / "split"),
                                      tiny_dataset)
+  assert ranked and set(ranked) == {2}
   _close(one["variables"], split["variables"], rtol=2e-4, atol=1e-6)
   assert one["test"] == pytest.approx(split["test"], abs=1e-6)
   # The hashtag arrays really are split: each device holds half of the rows.
