@@ -292,7 +292,11 @@ class DatasetWriter:
     """Renumbers tags by training frequency, writes indices and metadata; returns the order.
 
     The returned `order` maps new id -> old id (order[0] is the most frequent training tag), so a
-    converter can permute anything else it keeps per tag. Ties keep the old order (stable sort).
+    converter can permute anything else it keeps per tag. Ties keep the old order (stable sort),
+    except among the tags no training post has: they come last, ordered by name. Their old
+    order may be another split's frequency order (a converter re-splitting a dataset), which
+    would tell the held-out posts' frequencies through the ids (a frequency baseline ranks its
+    ties by id).
     Outside a with-block the dataset is moved into place here; inside one, when the block exits.
     """
     if len(vocab) != self.num_tags:
@@ -301,7 +305,11 @@ class DatasetWriter:
       self._flush(self._buffered)
     if not self._shards:
       raise fmt.DatasetError(f"{self.target}: no posts were written")
-    order = np.argsort(-self._train_tag_counts, kind="stable")
+    counts = self._train_tag_counts
+    seen, unseen = np.flatnonzero(counts > 0), np.flatnonzero(counts == 0)
+    order = np.concatenate([seen[np.argsort(-counts[seen], kind="stable")],
+                            unseen[np.argsort(np.asarray(vocab, dtype=object)[unseen],
+                                              kind="stable")]])
     new_id = np.empty_like(order)
     new_id[order] = np.arange(len(order))
     user_ids, splits = [], []

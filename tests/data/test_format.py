@@ -65,6 +65,24 @@ def test_tags_are_numbered_by_training_frequency(dataset_dir):
   assert ds.metadata["train_tag_stats"]["occurrences"] == counts.sum()
 
 
+def test_tags_without_training_posts_come_last_by_name_whatever_their_input_order(tmp_path):
+  # Tags 0..3 only in test posts, given in an order that follows their test frequency: their
+  # ids must not keep it (a frequency baseline ranks ties by id).
+  names = ["delta", "alpha", "charlie", "bravo", "seen_a", "seen_b"]
+  writer = DatasetWriter(str(tmp_path / "ds"), feature_dim=2, num_tags=6, user_meta_dim=0,
+                         split_scheme="temporal")
+  tags = [[4, 5], [5], [0, 1, 2, 3], [0, 1, 2], [0, 1], [0]]
+  split = [fmt.SPLIT_CODES[s] for s in ("train", "train", "test", "test", "test", "test")]
+  writer.add_block(post_id=np.arange(6), user_id=np.zeros(6, np.int64),
+                   timestamp=np.arange(6), features=np.ones((6, 2), np.float32),
+                   split=np.asarray(split), tags=[np.asarray(t, np.int32) for t in tags])
+  order = writer.finalize(vocab=names)
+  ds = PostDataset(str(tmp_path / "ds"))
+  assert ds.vocab == ["seen_b", "seen_a", "alpha", "bravo", "charlie", "delta"]
+  assert [names[i] for i in order] == ds.vocab
+  assert ds.tag_counts.tolist() == [2, 1, 0, 0, 0, 0]
+
+
 def test_splits_metadata_and_report(dataset_dir):
   directory, _, posts = dataset_dir
   ds = PostDataset(directory)

@@ -94,7 +94,7 @@ def test_is_numeric():
 
 def test_the_input_is_what_the_comments_say(hand):
   ds = PostDataset(hand)
-  assert ds.vocab == VOCAB
+  assert ds.vocab == VOCAB[:7] + ["#", "e"]  # the tags no training post has: by name
   np.testing.assert_array_equal(ds.tag_counts, [6, 6, 4, 3, 2, 2, 2, 0, 0])
 
 
