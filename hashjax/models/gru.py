@@ -54,7 +54,7 @@ def _scan_forward(w_h, b_h, xi, update):
     new = _step(a, xi_t, h, update_t)
     return new, (new, a)
 
-  h0 = jnp.zeros(xi.shape[:1] + w_h.shape[:1], xi.dtype)
+  h0 = jnp.zeros(xi.shape[:1] + w_h.shape[:1], jnp.result_type(xi, w_h))
   _, (states, pre) = jax.lax.scan(step, h0, (_time_major(xi), _time_major(update)))
   return _time_major(states), _time_major(pre)
 
@@ -94,7 +94,8 @@ recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 def gru_states(cell_params: dict, x: jax.Array, update: jax.Array) -> jax.Array:
   """The states after each position [S, W, d] of flax's GRUCell (parameters `cell_params`)
-  run over x [S, W, d_x] from h_0 = 0, carrying the state where update [S, W] is False."""
+  run over x [S, W, d_x] from h_0 = 0, carrying the state where update [S, W] is False.
+  The cell's defaults are assumed (sigmoid gates, tanh candidate), as history.py builds it."""
   w_i = jnp.concatenate([cell_params[g]["kernel"] for g in INPUT_GATES], axis=1)
   b_i = jnp.concatenate([cell_params[g]["bias"] for g in INPUT_GATES])
   w_h = jnp.concatenate([cell_params[g]["kernel"] for g in STATE_GATES], axis=1)

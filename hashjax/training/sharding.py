@@ -23,6 +23,8 @@ count): each process then feeds whole "data" rows, which is what
 `jax.make_array_from_process_local_data` assumes.
 """
 
+import functools
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -40,7 +42,11 @@ def make_mesh(num_devices: int = 0, vocab_shards: int = 1) -> Mesh:
     raise ValueError(f"config.vocab_shards={vocab_shards} must divide the "
                      f"{jax.local_device_count()} devices of each process: a vocabulary "
                      "shard group may not span processes")
-  return sharded_topk.make_vocab_mesh(len(devices) // vocab_shards, vocab_shards, devices)
+  mesh = sharded_topk.make_vocab_mesh(len(devices) // vocab_shards, vocab_shards, devices)
+  for row in mesh.devices:  # jax.devices() lists each process's devices together on CPU,
+    if len({d.process_index for d in row}) > 1:  # but that is not promised everywhere
+      raise ValueError(f"a vocabulary shard group spans processes: {list(row)}")
+  return mesh
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -52,7 +58,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def hashtag_spec(shape: tuple[int, ...], num_tags: int, num_shards: int) -> P:
-  """P("model") on the first axis of length num_tags (none: replicated, P())."""
+  """P("model") on the first axis of length num_tags (none: replicated, P()). The rule is by
+  shape: an axis that only happens to have the vocabulary's length (d == Y) is split too,
+  which costs communication, never correctness (jit partitions any layout exactly)."""
   if num_shards == 1 or num_tags not in shape:
     return P()
   axis = shape.index(num_tags)
@@ -74,4 +82,9 @@ def gather_replicated(tree, mesh: Mesh):
   collective: in a multi-process job every process calls it at the same point)."""
   if mesh.shape["model"] == 1:
     return tree
-  return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+  return _replicate(mesh)(tree)
+
+
+@functools.lru_cache(maxsize=8)
+def _replicate(mesh: Mesh):
+  return jax.jit(lambda tree: tree, out_shardings=replicated(mesh))  # compiled once per mesh

@@ -193,6 +193,10 @@ def _train_and_evaluate(config, workdir: str, dataset: PostDataset | None) -> di
                                     tx.init(params), state_key))
   state_sharding = sharding.state_shardings(state, mesh, dataset.spec.num_tags)
   state = jax.device_put(state, state_sharding)
+  if config.vocab_shards > 1:
+    split = [s.spec for s in jax.tree.leaves(state_sharding) if "model" in s.spec]
+    logging.info("vocab_shards %d: %d train-state arrays split over 'model' (mesh %s)",
+                 config.vocab_shards, len(split), dict(mesh.shape))
   fields = batch_fields(model, objective)
   train_iter = _train_iterator(dataset, model, config, fields)
   # "best" drives the plateau rule (improvement by min_delta); "selected_*" is the strict best

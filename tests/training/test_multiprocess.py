@@ -157,7 +157,10 @@ def test_two_processes_train_like_one_process_with_two_devices(runs):
 def test_two_processes_with_sharded_tag_tables_train_like_one_process(runs):
   _, tmp_path = runs
   _assert_same_run(tmp_path / "sharded", tmp_path / "one", vocab_shards=2)
-  assert "process 1/2, 2 local of 4 devices" in open(tmp_path / "sharded.1.log").read()
+  for i in range(2):  # the tag tables really were split (not silently replicated)
+    log = open(tmp_path / f"sharded.{i}.log").read()
+    assert f"process {i}/2, 2 local of 4 devices" in log
+    assert re.search(r"vocab_shards 2: [1-9]\d* train-state arrays split over 'model'", log)
 
 
 def test_two_processes_killed_after_a_checkpoint_resume_like_one_process(runs):
