@@ -24,6 +24,10 @@ Representations of a window W (its posts' hashtag sets H_t, word vectors psi):
                       (Durand.final_state: the user tower as history="full", whatever the
                       run's history setting)
 
+Diagnostic (--shared_by=K): [C] over the hashtags that at least K users of the split use
+(a window without any of them is left out of that row), and the share of windows holding a
+hashtag no other user of the split has: how much of [C]'s retrieval rests on personal tags.
+
 [C], [D] and [E] are the model's pooled user towers (hashjax.models.history.pooled_history) after
 the window's posts; [E] needs the dataset's word vectors (its row is left out without them).
 
@@ -184,11 +188,37 @@ def run_labels(loaded: Sequence[runs_lib.Run]) -> list[str]:
           for l, r in zip(labels, loaded)]
 
 
+def users_per_tag(used: np.ndarray, users: np.ndarray) -> np.ndarray:
+  """int [Y]: how many distinct users have tag y in some window (used: bool [R, Y])."""
+  _, dense = np.unique(users, return_inverse=True)
+  per_user = np.zeros((dense.max() + 1, used.shape[1]), bool)
+  np.logical_or.at(per_user, dense, used)
+  return per_user.sum(axis=0)
+
+
+def shared_tag_rows(used: np.ndarray, users: np.ndarray,
+                    shared_by: Sequence[int]) -> tuple[float, list[dict[str, Any]]]:
+  """The --shared_by diagnostic (module docstring) from [C] (used: bool [R, Y]): (the share of
+  windows with a hashtag only their user has, one [C] row per K over the tags >= K users
+  have)."""
+  holders = users_per_tag(used, users)
+  personal = float((used & (holders == 1)[None]).any(axis=1).mean())
+  rows = []
+  for k in shared_by:
+    keep = holders >= k
+    kept = used[:, keep].any(axis=1)
+    label = f"[C] over the {int(keep.sum())} hashtags of >= {k} users ({int(kept.sum())} windows)"
+    rows.append({**retrieval(label, used[kept][:, keep].astype(np.float32), users[kept]),
+                 "kind": "shared_by", "shared_by": int(k)})
+  return personal, rows
+
+
 def measure(workdirs: Sequence[str] = (), *, history: int = 20, split: str = "test",
             max_windows: int = 0, dataset: str | None = None,
-            batch_size: int | None = None) -> dict[str, Any]:
+            batch_size: int | None = None, shared_by: Sequence[int] = ()) -> dict[str, Any]:
   """The Table 5 rows: [C], [D], [E] (if the dataset has word vectors) and one per run, all on
-  the same windows of the runs' dataset (or `dataset` without runs)."""
+  the same windows of the runs' dataset (or `dataset` without runs); then the --shared_by
+  diagnostic rows, if any."""
   loaded = [runs_lib.load_run(w) for w in workdirs]
   directories = {os.path.realpath(r.dataset.directory) for r in loaded}
   if dataset is not None:
@@ -209,9 +239,14 @@ def measure(workdirs: Sequence[str] = (), *, history: int = 20, split: str = "te
     rows.append(_timed(label, lambda r=run, b=size: model_representations(
         r.model, r.variables, data, windows, batch_size=b), users))
     rows[-1].update(kind="run", workdir=run.workdir)
-  return {"dataset": data.directory, "split": split, "history": history,
-          "max_windows": max_windows, "num_windows": int(len(windows)),
-          "num_users": int(len(np.unique(users))), "rows": rows}
+  result = {"dataset": data.directory, "split": split, "history": history,
+            "max_windows": max_windows, "num_windows": int(len(windows)),
+            "num_users": int(len(np.unique(users))), "rows": rows}
+  if shared_by:
+    result["personal_tag_windows"], shared = shared_tag_rows(
+        occurrence_counts(data, windows) > 0, users, shared_by)
+    rows.extend(shared)
+  return result
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -230,6 +265,9 @@ def markdown(result: dict[str, Any]) -> str:
           "the same user in the top k (percent) and MR the median rank of the best one "
           "(ties count against the query).",
           table]
+  if "personal_tag_windows" in result:
+    text.append(f"{sections.pct(result['personal_tag_windows'])}% of the histories hold a "
+                "hashtag that no other user of the split has.")
   return "\n\n".join(text) + "\n"
 
 
@@ -250,7 +288,7 @@ def main(argv):
   if not f.workdir and not f.dataset:
     raise app.UsageError("give --workdir (one or more runs) or --dataset (baselines only)")
   result = run(f.workdir or (), f.out, history=f.history, split=f.split,
-               max_windows=f.max_windows, dataset=f.dataset)
+               max_windows=f.max_windows, dataset=f.dataset, shared_by=f.shared_by or ())
   if f.markdown:
     print(result["markdown"], end="")
   else:
@@ -266,6 +304,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("history", 20, "Posts per history (the paper's 20).")
   flags.DEFINE_integer("max_windows", 0, "Histories kept per user, the first ones (0: every "
                        "non-overlapping one that fits; 2: the first 2 x history posts in halves).")
+  flags.DEFINE_multi_integer("shared_by", None, "Diagnostic rows: [C] over the hashtags at "
+                             "least K users of the split use; repeat for more K.")
   flags.DEFINE_string("split", "test", "The split whose users and posts are retrieved.")
   flags.DEFINE_string("out", None, "The JSON file written.", required=True)
   flags.DEFINE_bool("markdown", False, "Print the Table 5 markdown (default: the JSON).")

@@ -116,6 +116,26 @@ def test_hand_built_representations_give_the_expected_accuracy_and_median_rank()
     tool.retrieval("hand", np.vstack([reps[:5], np.zeros(3)]), users)
 
 
+def test_the_shared_tag_diagnostic_counts_holders_and_drops_personal_tags():
+  # Tags 0..3 over windows of users 0, 0, 1, 2: tag 0 is everyone's, tag 1 users 0 and 1's,
+  # tags 2 (user 0) and 3 (user 2) are personal.
+  used = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 0], [1, 0, 0, 1]], bool)
+  users = np.array([0, 0, 1, 2])
+  np.testing.assert_array_equal(tool.users_per_tag(used, users), [3, 2, 1, 1])
+  counts = used.astype(np.float32)
+  personal, rows = tool.shared_tag_rows(used, users, (1, 2, 3))
+  assert personal == 3 / 4  # windows 0, 1 (tag 2) and 3 (tag 3)
+  assert [r["label"] for r in rows] == [
+      "[C] over the 4 hashtags of >= 1 users (4 windows)",
+      "[C] over the 2 hashtags of >= 2 users (4 windows)",
+      "[C] over the 1 hashtags of >= 3 users (4 windows)"]
+  # Over every tag the same row as [C]; over tags 0 and 1 the two windows of user 0 are
+  # [1, 1] and [1, 0]: each one's best own match ties with another user's window.
+  assert rows[0]["A@1"] == tool.retrieval("x", counts, users)["A@1"]
+  assert rows[1]["A@1"] == tool.retrieval("x", counts[:, :2], users)["A@1"]
+  assert rows[2]["median_rank"] == 3.0  # one tag: every window ties with every other
+
+
 def test_the_model_representation_is_the_gru_state_after_the_window(tiny_dataset, workdir):
   run = runs_lib.load_run(workdir)
   windows, _ = tool.history_windows(tiny_dataset, H)
