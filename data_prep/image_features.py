@@ -1,6 +1,6 @@
 r"""CNN features of a folder of photos, aligned with a list of posts: EfficientNet-Lite0 in JAX.
 
-  python -m data_prep.image_features --images=DIR --out=OUT [--list=FILE] [--batch_size=32]
+  python -m data_prep.image_features --images=DIR --out=OUT [--list=FILE] [--batch_size=8]
 
 Row i of the outputs is line i of --list (image paths relative to DIR, or absolute), or without
 a list the i-th of DIR's image files in sorted order. OUT gets:
@@ -109,7 +109,7 @@ def _progress_bar(total: int, initial: int):
               dynamic_ncols=True)
 
 
-def extract(images: str, out: str, list_file: str | None = None, batch_size: int = 32,
+def extract(images: str, out: str, list_file: str | None = None, batch_size: int = 8,
             threads: int = 4, extractor=None, stop_after: int | None = None) -> dict:
   """Writes OUT (module docstring) and returns the report. `stop_after` batches (tests: a run
   killed part way) leaves the run resumable."""
@@ -181,7 +181,8 @@ def define_flags() -> None:
                       required=True)
   flags.DEFINE_string("list", None, "One image path per line (relative to --images), aligned "
                       "with the posts; default: every image file under --images, sorted.")
-  flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+  flags.DEFINE_integer("batch_size", 8, "Images per forward pass (1-8 were the fastest here: "
+                       "benchmarks/image_features_benchmark.py).")
   flags.DEFINE_integer("threads", 4, "Decoding threads.")
 
 

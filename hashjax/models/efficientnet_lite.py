@@ -55,19 +55,61 @@ def normalize(pixels) -> jax.Array:
   return (jnp.asarray(pixels, jnp.float32) - PIXEL_MEAN) / PIXEL_SCALE
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  """TensorFlow's SAME: ceil(size / stride) outputs, the odd pixel of padding at the end."""
+  total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """y[b, i, j, c] = sum_{p, q} pad(x)[b, s i + p, s j + q, c] kernel[p, q, 0, c], SAME padding.
+
+  The same as lax.conv_general_dilated with feature_group_count = C, computed as k^2 shifted,
+  strided slices times a per-channel weight: XLA's CPU grouped convolution is 4-40x slower on
+  Lite0's shapes (benchmarks/image_features_benchmark.py), the slices stream at memory speed.
+  """
+  k = kernel.shape[0]
+  _, height, width, _ = x.shape
+  (top, bottom), (left, right) = same_padding(height, k, stride), same_padding(width, k, stride)
+  x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  rows, cols = -(-height // stride), -(-width // stride)
+  out = None
+  for p in range(k):
+    for q in range(k):
+      window = x[:, p:p + (rows - 1) * stride + 1:stride, q:q + (cols - 1) * stride + 1:stride]
+      term = window * kernel[p, q, 0]
+      out = term if out is None else out + term
+  return out
+
+
+class DepthwiseConv(nn.Module):
+  """A k x k convolution per channel (no bias); its kernel is [k, k, 1, C] as nn.Conv's."""
+  kernel: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    w = self.param("kernel", nn.initializers.lecun_normal(), (self.kernel, self.kernel, 1,
+                                                               x.shape[-1]))
+    return depthwise_conv(x, w, self.stride)
+
+
 class ConvBN(nn.Module):
-  """conv (no bias) then batch norm, then ReLU6 unless `activate` is False."""
+  """conv (no bias; per channel if `depthwise`) then batch norm, then ReLU6 unless `activate`
+  is False."""
   features: int
   kernel: int
   stride: int = 1
-  groups: int = 1
+  depthwise: bool = False
   activate: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
-                padding="SAME", feature_group_count=self.groups, use_bias=False,
-                name="conv")(x)
+    if self.depthwise:
+      x = DepthwiseConv(self.kernel, self.stride, name="conv")(x)
+    else:
+      x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
+                  padding="SAME", use_bias=False, name="conv")(x)
     # torch's BN momentum 0.01 is flax's 0.99 (the weight of the old running average)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=BN_EPSILON,
                      name="bn")(x)
@@ -87,8 +129,7 @@ class MBConv(nn.Module):
     h = x
     if self.expansion != 1:
       h = ConvBN(channels * self.expansion, 1, name="expand")(h, train)
-    h = ConvBN(h.shape[-1], self.kernel, self.stride, groups=h.shape[-1],
-               name="depthwise")(h, train)
+    h = ConvBN(h.shape[-1], self.kernel, self.stride, depthwise=True, name="depthwise")(h, train)
     h = ConvBN(self.out, 1, activate=False, name="project")(h, train)
     if self.stride == 1 and channels == self.out:
       h = h + x
@@ -185,7 +226,7 @@ class FeatureExtractor:
   so one shape is compiled whatever n is.
   """
 
-  def __init__(self, batch_size: int = 32, variables: dict | None = None):
+  def __init__(self, batch_size: int = 8, variables: dict | None = None):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     self.batch_size = batch_size

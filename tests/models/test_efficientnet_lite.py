@@ -137,6 +137,18 @@ def test_legacy_reader_refuses_code_and_broken_files(tmp_path, fake_torch):
     legacy_torch.load_state_dict(path)
 
 
+@pytest.mark.parametrize("size,kernel,stride", [(7, 3, 1), (8, 3, 2), (9, 5, 2), (6, 5, 1),
+                                                (1, 3, 2)])
+def test_depthwise_conv_is_the_grouped_convolution(size, kernel, stride):
+  rng = np.random.default_rng(size + kernel)
+  x = rng.standard_normal((2, size, size + 1, 4)).astype(np.float32)
+  w = rng.standard_normal((kernel, kernel, 1, 4)).astype(np.float32)
+  want = jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                      feature_group_count=4)
+  np.testing.assert_allclose(E.depthwise_conv(x, w, stride), want, rtol=1e-5, atol=1e-5)
+
+
 def test_block_specs_are_lite0():
   specs = E.block_specs()
   assert len(specs) == 16
