@@ -3,7 +3,10 @@
 A dataset is a directory::
 
     DIR/
-      metadata.json        schema version, dims, counts per split, provenance, build report
+      metadata.json        schema version, dims, counts per split, provenance, build report;
+                           optional feature_views [[name, width], ...]: the feature vector is
+                           those named column blocks in order (e.g. object and scene CNN
+                           features), widths summing to feature_dim
       vocab.txt            one hashtag per line; line i is tag id i; ids ordered by training frequency
       tag_counts.npy       int64 [V]: occurrences of each tag in the training split
       word_vectors.npy     optional float32 [V, w]: a word vector per hashtag (open vocabulary)
@@ -35,6 +38,8 @@ import json
 import os
 from collections import Counter
 from typing import Any
+
+import numpy as np
 
 SCHEMA_VERSION = 1
 METADATA_FILE = "metadata.json"
@@ -200,6 +205,25 @@ def read_metadata(directory: str) -> dict[str, Any]:
   if sum(s["num_posts"] for s in meta["shards"]) != meta["num_posts"]:
     raise DatasetError(f"{path}: shard post counts do not add up to num_posts={meta['num_posts']}")
   return meta
+
+
+def check_feature_views(where: str, views, feature_dim: int) -> tuple[tuple[str, int], ...]:
+  """((name, width), ...) of a dataset's feature_views; DatasetError unless the names are
+  distinct and non-empty and the widths positive integers summing to feature_dim."""
+  try:
+    views = tuple((str(name), width) for name, width in views)
+  except (TypeError, ValueError) as e:
+    raise DatasetError(f"{where}: feature_views must be [name, width] pairs, got {views!r}") from e
+  names = [n for n, _ in views]
+  if any(not n for n in names) or len(set(names)) != len(names):
+    raise DatasetError(f"{where}: feature_views need distinct non-empty names, got {names}")
+  widths = [w for _, w in views]
+  if any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 for w in widths):
+    raise DatasetError(f"{where}: feature_views widths must be integers >= 1, got {widths}")
+  if views and sum(widths) != feature_dim:
+    raise DatasetError(f"{where}: feature_views widths {widths} sum to {sum(widths)}, not the "
+                       f"feature_dim {feature_dim}")
+  return tuple((n, int(w)) for n, w in views)
 
 
 def write_metadata(directory: str, meta: dict[str, Any]) -> None:

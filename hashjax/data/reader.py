@@ -100,7 +100,9 @@ class PostDataset:
                        caption_vocab_size=meta.get("caption_vocab_size") or 0,
                        max_tags_per_post=meta["max_tags_per_post"],
                        max_caption_len=self.max_caption_len,
-                       num_seen_tags=int((self.tag_counts > 0).sum()))
+                       num_seen_tags=int((self.tag_counts > 0).sum()),
+                       feature_views=fmt.check_feature_views(
+                           self.directory, meta.get("feature_views", ()), self.feature_dim))
 
   # -- opening --------------------------------------------------------------------------------
 

@@ -24,6 +24,8 @@ class DatasetSpec:
   num_seen_tags: hashtags used in the training split (ids are by training frequency, so they
     are ids [0, num_seen_tags)); the rest appear only in val / test (an open vocabulary's
     unseen hashtags). 0: unknown, taken as num_tags.
+  feature_views: ((name, width), ...), the named column blocks of the feature vector in order
+    (e.g. object and scene CNN features); () for one unnamed view.
   """
   feature_dim: int
   user_meta_dim: int
@@ -34,6 +36,21 @@ class DatasetSpec:
   max_tags_per_post: int = 1
   max_caption_len: int = 0
   num_seen_tags: int = 0
+  feature_views: tuple[tuple[str, int], ...] = ()
+
+  def view_columns(self, views) -> np.ndarray:
+    """bool [feature_dim]: the columns of the named views (the others are zero-padded by a
+    model that reads only those views)."""
+    known = dict(self.feature_views)
+    unknown = [v for v in views if v not in known]
+    if unknown:
+      raise ValueError(f"unknown feature views {unknown}; the dataset has "
+                       f"{list(known) or 'no named views'}")
+    keep, start = np.zeros(self.feature_dim, bool), 0
+    for name, width in self.feature_views:
+      keep[start:start + width] = name in views
+      start += width
+    return keep
 
   @property
   def seen_tags(self) -> int:

@@ -75,13 +75,15 @@ class DatasetWriter:
 
   def __init__(self, directory: str, *, feature_dim: int, num_tags: int, split_scheme: str,
                user_meta_dim: int = 0, feature_dtype: str = "float32", has_captions: bool = False,
-               caption_vocab_size: int = 0, posts_per_shard: int = 50_000, overwrite: bool = False):
+               caption_vocab_size: int = 0, posts_per_shard: int = 50_000, overwrite: bool = False,
+               feature_views=()):
     # Normalised so that "out/" stages in "out.partial", not in "out/.partial".
     target = os.path.normpath(directory)
     self._check_arguments(target, feature_dim=feature_dim, num_tags=num_tags,
                           split_scheme=split_scheme, user_meta_dim=user_meta_dim,
                           feature_dtype=feature_dtype, has_captions=has_captions,
                           caption_vocab_size=caption_vocab_size, posts_per_shard=posts_per_shard)
+    self.feature_views = fmt.check_feature_views(target, feature_views, feature_dim)
     if _occupied(target) and not overwrite:
       raise FileExistsError(f"{target} exists and is not empty (pass overwrite=True)")
     self.target, self.overwrite = target, overwrite
@@ -353,6 +355,8 @@ class DatasetWriter:
         "schema_version": fmt.SCHEMA_VERSION,
         "feature_dim": self.feature_dim,
         "feature_dtype": self.feature_dtype,
+        **({"feature_views": [list(v) for v in self.feature_views]} if self.feature_views
+           else {}),
         "user_meta_dim": self.user_meta_dim,
         "num_tags": self.num_tags,
         "word_vector_dim": None if word_vectors is None else int(np.shape(word_vectors)[1]),

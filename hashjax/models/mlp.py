@@ -10,6 +10,10 @@ trained with softmax over one drawn hashtag it is a (user-agnostic) MCLL image m
 hidden layers (hidden=()) it is a linear classifier on the features themselves (Veit et al.'s
 "ImageNet" row: logistic regression on frozen CNN features). It reads no user input.
 
+With `views` (names of the dataset's feature_views, e.g. ("object",)) the model reads only
+those column blocks and the others are zero-padded: Park et al.'s single-view ablations of
+their object + scene features, with the input layer's shape unchanged.
+
 Parts: "image" (the MLP) and "tags" (the output layer).
 """
 
@@ -17,6 +21,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 import flax.linen as nn
+import numpy as np
 
 from hashjax.models import layers
 from hashjax.models.flax_adapter import FlaxTwoTower
@@ -28,6 +33,7 @@ class _Classifier(nn.Module):
   dropout_rate: float
   batch_norm: bool
   feature_dim: int
+  kept_columns: tuple[tuple[int, int], ...]  # [start, stop) ranges read; () all
 
   def setup(self):
     self.image = layers.MLP(self.hidden, self.dropout_rate, self.batch_norm)
@@ -35,7 +41,13 @@ class _Classifier(nn.Module):
     self.tags = layers.TagTable(self.num_tags, width, bias=True)
 
   def query(self, batch, train: bool):
-    return layers.append_one(self.image(batch["features"], train))
+    x = batch["features"]
+    if self.kept_columns:
+      keep = np.zeros(x.shape[-1], np.float32)
+      for start, stop in self.kept_columns:
+        keep[start:stop] = 1.0
+      x = x * keep  # the views not read are zero-padded
+    return layers.append_one(self.image(x, train))
 
   def tag_table(self):
     return self.tags()
@@ -50,6 +62,8 @@ class MLPClassifier(FlaxTwoTower):
   hidden: tuple[int, ...] = (512,)
   dropout_rate: float = 0.0
   batch_norm: bool = False
+  views: tuple[str, ...] = ()
+  kept_columns: tuple[tuple[int, int], ...] = ()
   name: ClassVar[str] = "mlp"
   label: ClassVar[str] = "MLP classifier"
   inputs: ClassVar[tuple[str, ...]] = ("features",)
@@ -61,11 +75,21 @@ class MLPClassifier(FlaxTwoTower):
 
   @classmethod
   def from_spec(cls, spec, **hyperparameters):
-    return cls(num_tags=spec.num_tags, feature_dim=spec.feature_dim, **hyperparameters)
+    views = tuple(hyperparameters.pop("views", ()))
+    kept = ()
+    if views:  # [start, stop) of each view read, from the dataset's named column blocks
+      keep = np.concatenate([[False], spec.view_columns(views), [False]])
+      edges = np.flatnonzero(np.diff(keep.astype(np.int8)))
+      kept = tuple((int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]))
+    return cls(num_tags=spec.num_tags, feature_dim=spec.feature_dim, views=views,
+               kept_columns=kept, **hyperparameters)
 
   def module(self) -> nn.Module:
     return _Classifier(self.hidden, self.num_tags, self.dropout_rate, self.batch_norm,
-                       self.feature_dim)
+                       self.feature_dim, self.kept_columns)
 
   def report_columns(self) -> dict[str, Any]:
-    return {"hidden": "x".join(map(str, self.hidden)) or "linear"}
+    columns = {"hidden": "x".join(map(str, self.hidden)) or "linear"}
+    if self.views:  # only the ablations name theirs (older tables have no such column)
+      columns["views"] = "+".join(self.views)
+    return columns

@@ -57,7 +57,7 @@ def build_synthetic(directory: str, *, preset: str = "default", seed: int = 0,
   report = fmt.BuildReport()
   # The with-block stages everything, world/ included, in a sibling directory and moves it into
   # place only at a clean exit: a failed (re)build leaves no partial dataset behind.
-  with DatasetWriter(directory, feature_dim=config.feature_dim,
+  with DatasetWriter(directory, feature_dim=world.feature_dim, feature_views=world.feature_views,
                      num_tags=len(world.tag_strings), user_meta_dim=10,
                      split_scheme=split_scheme, feature_dtype=feature_dtype, has_captions=True,
                      caption_vocab_size=len(world.caption_vocab),

@@ -14,6 +14,8 @@ background and framing directions independent of the concepts; eps ~ N(0, I/D). 
 |x| = 1, like the fc7 descriptors Denton et al. feed to their models.
 """
 
+import dataclasses
+
 import numpy as np
 
 from hashjax.data.synthetic import users as su
@@ -59,6 +61,19 @@ def tag_concepts(counts, start, config, tail_owner, poly_concepts):
   return out
 
 
+SECOND_VIEW = "second_view_"  # the prefix of the second view's arrays in the params
+
+
+def second_view_config(config):
+  """The config the second view is rendered with: its own dimension, the same image knobs."""
+  return dataclasses.replace(config, feature_dim=config.second_view_dim, second_view_dim=0)
+
+
+def second_view(params):
+  """The second view's image arrays, under the names make_features reads."""
+  return {k[len(SECOND_VIEW):]: v for k, v in params.items() if k.startswith(SECOND_VIEW)}
+
+
 def build_params(config, seed):
   """Every world array, in a fixed draw order from one generator seeded by `seed`.
 
@@ -90,7 +105,12 @@ def build_params(config, seed):
   params["caption_word_concept"], params["caption_filler_probs"] = sv.caption_tables(config)
   params.update(su.make_users(rng, config, cities, groups, params["concept_popularity"],
                               profiles))
-  return params, rng.permutation(V)
+  order = rng.permutation(V)
+  if config.second_view_dim:  # its own stream: the first view's draws are unchanged
+    view = image_params(np.random.default_rng([seed, 2]), second_view_config(config))
+    params.update({SECOND_VIEW + k: view[k] for k in ("concept_protos", "feature_common",
+                                                      "feature_nuisance")})
+  return params, order
 
 
 def make_features(rng, params, config, concept_ids, concept_weights):

@@ -10,7 +10,8 @@ theta_u; see users.py), at time t:
   1. latent: k in {1, 2, 3} concepts drawn without replacement from theta_u, weights
      w ~ Dirichlet(1), sorted so the first concept dominates;
   2. image: x = normalise(relu(prototypes mixed by w + shared + nuisance + noise)), see
-     params.py;
+     params.py; with second_view_dim > 0, [x, x'] with x' the same latent through a second
+     set of prototypes (a second network's view);
   3. hashtags: 1 + Poisson(mean_extra_tags) distinct tags (capped) drawn without replacement from
 
        p(y | u, c, w) = [ 1 * sum_j w_j P[g(u), c_j, y]                      concept synonyms + tail
@@ -84,6 +85,11 @@ class WorldConfig:
   feature_common: float = 0.5  # weight of the direction all images share
   feature_nuisance: float = 1.0  # scale of concept-independent nuisance directions
   feature_noise: float = 2.5  # norm of the isotropic noise (per dimension: / sqrt(D))
+  # A second view of every image (HARRISON's object + scene features: two networks looking at
+  # one photo): this many more columns, the same latent concepts rendered through prototypes,
+  # nuisance and noise of its own, drawn from separate random streams (so a world without it
+  # is unchanged). 0: one view.
+  second_view_dim: int = 0
   # Hashtags.
   synonyms_per_concept: int = 4
   num_polysemous: int = 8
@@ -157,7 +163,7 @@ _AT_LEAST = {"num_users": 1, "feature_dim": 1, "num_concepts": MAX_CONCEPTS, "nu
              "min_posts_per_user": 1,
              "cities_per_country": 1, "synonyms_per_concept": 1, "num_polysemous": 1,
              "num_social": 1, "num_generic": 1, "max_tags_per_post": 1, "caption_vocab_size": 1,
-             "caption_words_per_concept": 1, "caption_length": 1}
+             "caption_words_per_concept": 1, "caption_length": 1, "second_view_dim": 0}
 _POSITIVE = ("mean_posts_per_user", "time_span_days", "topic_concentration", "group_topic_alpha",
              "generic_concentration")
 _FRACTIONS = ("group_topic_share", "synonym_share", "city_share", "caption_concept_share",
@@ -190,6 +196,8 @@ PRESETS = {
                         caption_words_per_concept=3, caption_length=5, feature_noise=0.5,
                         feature_nuisance=0.5),
     "default": WorldConfig(),
+    # The default world seen by two networks (HARRISON's object and scene views): 256 + 128.
+    "two_views": WorldConfig(second_view_dim=128),
     # Shaped like Durand et al.'s YFCC100M subset: users with 100-200 posts, none under 50.
     "durand": WorldConfig(num_users=1000, mean_posts_per_user=110.0, posts_per_user_sigma=0.4,
                           min_posts_per_user=50, max_posts_per_user=200),
@@ -227,6 +235,18 @@ class World(mixture.UserMixtures):
     return cls(config, seed, params, order, group_topics)
 
   # --- Tag-indexed views, in public ids. ---------------------------------------------------
+  @property
+  def feature_views(self):
+    """((name, width), ...) of the features: one view, or "object" and "scene" (the
+    second_view_dim columns), HARRISON's names."""
+    if not self.config.second_view_dim:
+      return ()
+    return (("object", self.config.feature_dim), ("scene", self.config.second_view_dim))
+
+  @property
+  def feature_dim(self):
+    return self.config.feature_dim + self.config.second_view_dim
+
   @property
   def num_tags(self):
     return len(self._tag_order)
@@ -404,6 +424,11 @@ class World(mixture.UserMixtures):
     timestamp = TIME_EPOCH + p["user_start_time"][u] + np.cumsum(gaps)
     concept_ids, concept_weights = self._sample_latents(rng, u, n)
     features = sp.make_features(rng, p, self.config, concept_ids, concept_weights)
+    if self.config.second_view_dim:
+      second = sp.make_features(np.random.default_rng([self.seed, 3, u]),
+                                sp.second_view(p), sp.second_view_config(self.config),
+                                concept_ids, concept_weights)
+      features = np.concatenate([features, second], axis=1)
     tags = []
     for s in range(0, n, _CHUNK):
       sl = slice(s, s + _CHUNK)
