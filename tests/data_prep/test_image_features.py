@@ -76,7 +76,8 @@ class CountingExtractor:
   def __call__(self, pixels):
     self.seen += len(pixels)
     means = pixels.reshape(len(pixels), -1, 3).mean(axis=1)
-    return np.tile(means, (1, 1280 // 3 + 1))[:, :1280], np.zeros((len(pixels), 1000))
+    return {"features": np.tile(means, (1, 1280 // 3 + 1))[:, :1280],
+            "logits": np.zeros((len(pixels), 1000)), "layout": np.ones((len(pixels), 448))}
 
 
 def _listed(photo_dir, tmp_path):
@@ -141,8 +142,9 @@ def test_the_real_network_writes_its_features(photo_dir, tmp_path):
   list_file.write_text("cat.jpg\ncoffee.png\n")
   tool.extract(str(photo_dir), str(tmp_path / "out"), str(list_file), batch_size=4)
   extractor = efficientnet_lite.FeatureExtractor(4)
-  direct, logits = extractor(np.stack([images_lib.load_image(str(photo_dir / n))
-                                       for n in ("cat.jpg", "coffee.png")]))
-  np.testing.assert_allclose(np.load(tmp_path / "out" / "features.npy"), direct, rtol=1e-5,
-                             atol=1e-6)
+  direct = extractor(np.stack([images_lib.load_image(str(photo_dir / n))
+                               for n in ("cat.jpg", "coffee.png")]))
+  for name in ("features", "layout", "logits"):
+    np.testing.assert_allclose(np.load(tmp_path / "out" / f"{name}.npy"), direct[name],
+                               rtol=1e-5, atol=1e-5)
   assert np.argmax(np.load(tmp_path / "out" / "logits.npy")[0]) in range(281, 286)  # a cat

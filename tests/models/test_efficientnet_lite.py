@@ -149,6 +149,15 @@ def test_depthwise_conv_is_the_grouped_convolution(size, kernel, stride):
   np.testing.assert_allclose(E.depthwise_conv(x, w, stride), want, rtol=1e-5, atol=1e-5)
 
 
+def test_grid_pool_averages_each_cell():
+  h = np.arange(2 * 5 * 4 * 3, dtype=np.float32).reshape(2, 5, 4, 3)
+  out = np.asarray(E.grid_pool(h, 2)).reshape(2, 4, 3)
+  # rows split 3 + 2, columns 2 + 2; cells in row-major order
+  for cell, (r, c) in enumerate([(slice(0, 3), slice(0, 2)), (slice(0, 3), slice(2, 4)),
+                                 (slice(3, 5), slice(0, 2)), (slice(3, 5), slice(2, 4))]):
+    np.testing.assert_allclose(out[:, cell], h[:, r, c].mean(axis=(1, 2)), rtol=1e-6)
+
+
 def test_block_specs_are_lite0():
   specs = E.block_specs()
   assert len(specs) == 16
@@ -182,7 +191,7 @@ def test_real_photos_get_plausible_imagenet_classes(pretrained):
             for name in ("chelsea", "coffee")}
   out = jax.jit(E.EfficientNetLite0().apply)(pretrained, E.normalize(np.stack(list(
       photos.values()))))
-  assert out["features"].shape == (2, E.FEATURE_DIM)
+  assert out["features"].shape == (2, E.FEATURE_DIM) and out["layout"].shape == (2, 448)
   assert (np.asarray(out["features"]) >= 0).all()  # the mean of ReLU6 outputs
   top = np.argsort(-np.asarray(out["logits"]), axis=1)[:, :3]
   assert top[0, 0] in CAT_CLASSES and set(top[0]) <= CAT_CLASSES  # chelsea: a cat
