@@ -2,7 +2,7 @@ r"""Park et al. 2016, HARRISON's baseline: two fully connected layers on two ima
 
   python -m hashjax.main --config=experiments/harrison.py --workdir=runs/harrison
   python -m hashjax.main --config=experiments/harrison.py:views=object --workdir=runs/h_object
-  python -m hashjax.tools.sweep --config=experiments/harrison.py --sweep=table1 --seeds=3 \
+  python -m hashjax.tools.sweep --config=experiments/harrison.py --sweep=harrison_table1 --seeds=3 \
       --workdir=runs/harrison --readme=README.md
   # the released HARRISON lists and photos (data_prep.harrison, README):
   python -m hashjax.main --config=experiments/harrison.py:schedule=paper \
@@ -72,8 +72,9 @@ TABLE_COLUMNS = ("P@1", "R@5", "A@5")
 
 
 def get_sweep(name: str) -> dict[str, list[str]]:
-  """table1: the two views together and each alone (the other zero-padded)."""
-  if name == "table1":
+  """harrison_table1: the two views together and each alone (the other zero-padded). The
+  name is the README marker's, and Durand's Table 1 already has "table1"."""
+  if name == "harrison_table1":
     return {"Table 1: HARRISON's baseline, object and scene views": [
         "views=object+scene", "views=object", "views=scene"]}
-  raise ValueError(f"unknown sweep {name!r}; experiments/harrison.py has: table1")
+  raise ValueError(f"unknown sweep {name!r}; experiments/harrison.py has: harrison_table1")

@@ -32,7 +32,7 @@ def test_the_config_is_the_papers_baseline():
   assert paper.model.kwargs.views == ("scene",)
   with pytest.raises(ValueError, match="views=place"):
     harrison.get_config("views=place")
-  variants = next(iter(harrison.get_sweep("table1").values()))
+  variants = next(iter(harrison.get_sweep("harrison_table1").values()))
   assert [harrison.get_config(v).label for v in variants] == list(harrison.VIEW_LABELS.values())
 
 
