@@ -1,0 +1,61 @@
+r"""BLEU of generated hashtag sequences, the two ways #okboomer's numbers can be read.
+
+Sentence BLEU-1, averaged over posts: what Tambwekar & Dharur report (their 0.69). Their code
+calls nltk's sentence_bleu with unigram weights and no smoothing, so for a generated sequence
+c against the post's true hashtags r (one reference),
+
+    p_1  = sum_w min(count_c(w), count_r(w)) / |c|          clipped unigram precision
+    BP   = 1 if |c| > |r| else exp(1 - |r| / |c|)            brevity penalty
+    BLEU-1(c, r) = BP * p_1          (0 for an empty c)
+
+and the figure is the mean over posts. Hashtags are whole tokens, so BLEU-1 is a precision of
+the generated set with a penalty for generating fewer tags than the post has; word order does
+not enter it.
+
+Corpus BLEU-4 (nltk's corpus_bleu, the standard definition: clipped 1..4-gram precisions pooled
+over the corpus, their geometric mean, one brevity penalty for the corpus) is reported beside
+it. Over hashtag sequences, 2- to 4-grams match only where the order of the tags agrees.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Sequence
+
+
+def sentence_bleu1(candidate: Sequence, reference: Sequence) -> float:
+  """BP * clipped unigram precision of one candidate against one reference (docstring)."""
+  if not candidate:
+    return 0.0
+  counts, limit = collections.Counter(candidate), collections.Counter(reference)
+  clipped = sum(min(n, limit[w]) for w, n in counts.items())
+  c, r = len(candidate), len(reference)
+  brevity = 1.0 if c > r else math.exp(1.0 - r / c)
+  return brevity * clipped / c
+
+
+def mean_sentence_bleu1(candidates: Sequence[Sequence], references: Sequence[Sequence]) -> float:
+  """#okboomer's BLEU: sentence BLEU-1 averaged over posts."""
+  if len(candidates) != len(references):
+    raise ValueError(f"{len(candidates)} candidates for {len(references)} references")
+  if not candidates:
+    raise ValueError("no posts to score")
+  return sum(map(sentence_bleu1, candidates, references)) / len(candidates)
+
+
+def corpus_bleu4(candidates: Sequence[Sequence], references: Sequence[Sequence]) -> float:
+  """nltk's corpus BLEU-4 (uniform 1..4-gram weights, no smoothing), one reference a post."""
+  try:
+    from nltk.translate.bleu_score import corpus_bleu
+  except ImportError as e:
+    raise ImportError("corpus BLEU-4 comes from nltk: pip install -e .") from e
+  if len(candidates) != len(references):
+    raise ValueError(f"{len(candidates)} candidates for {len(references)} references")
+  return float(corpus_bleu([[list(r)] for r in references], [list(c) for c in candidates]))
+
+
+def bleu_metrics(candidates: Sequence[Sequence], references: Sequence[Sequence]) -> dict:
+  """{"BLEU-1 (sentence mean)": ..., "BLEU-4 (corpus)": ...}, as fractions."""
+  return {"BLEU-1 (sentence mean)": mean_sentence_bleu1(candidates, references),
+          "BLEU-4 (corpus)": corpus_bleu4(candidates, references)}
