@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import math
 from typing import Sequence
+import warnings
 
 
 def sentence_bleu1(candidate: Sequence, reference: Sequence) -> float:
@@ -52,10 +53,25 @@ def corpus_bleu4(candidates: Sequence[Sequence], references: Sequence[Sequence])
     raise ImportError("corpus BLEU-4 comes from nltk: pip install -e .") from e
   if len(candidates) != len(references):
     raise ValueError(f"{len(candidates)} candidates for {len(references)} references")
-  return float(corpus_bleu([[list(r)] for r in references], [list(c) for c in candidates]))
+  with warnings.catch_warnings():  # nltk warns that no n-gram matched: the score is then 0
+    warnings.simplefilter("ignore", UserWarning)
+    return float(corpus_bleu([[list(r)] for r in references], [list(c) for c in candidates]))
 
 
 def bleu_metrics(candidates: Sequence[Sequence], references: Sequence[Sequence]) -> dict:
-  """{"BLEU-1 (sentence mean)": ..., "BLEU-4 (corpus)": ...}, as fractions."""
-  return {"BLEU-1 (sentence mean)": mean_sentence_bleu1(candidates, references),
-          "BLEU-4 (corpus)": corpus_bleu4(candidates, references)}
+  """{"BLEU-1": the sentence mean (#okboomer's), "BLEU-4": corpus BLEU-4}, as fractions."""
+  return {"BLEU-1": mean_sentence_bleu1(candidates, references),
+          "BLEU-4": corpus_bleu4(candidates, references)}
+
+
+def generated_sequences(tokens, end: int) -> list[list[int]]:
+  """Each row of generated tokens up to (without) END or the first empty slot (-1)."""
+  out = []
+  for row in tokens.tolist():
+    sequence = []
+    for token in row:
+      if token == end or token < 0:
+        break
+      sequence.append(token)
+    out.append(sequence)
+  return out

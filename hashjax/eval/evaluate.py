@@ -32,7 +32,7 @@ import numpy as np
 
 from hashjax.data import pipeline, tag_distribution
 from hashjax.data.reader import PostDataset
-from hashjax.eval import metrics, sharded_topk, topk
+from hashjax.eval import bleu, metrics, sharded_topk, topk
 
 
 class Scorer(Protocol):
@@ -110,9 +110,42 @@ class PairScorer:
     return np.concatenate(blocks, axis=1)
 
 
+class GeneratorScorer:
+  """A model that writes its hashtags (#okboomer): its ranked list is what it generates.
+
+  For each post the generated tokens up to END, repeats dropped in order, are the top-k (fewer
+  than k: the rest are empty slots, -1, that never hit); over a vocabulary range only the
+  generated tags in it count. The raw sequences are kept for BLEU (hashjax.eval.bleu).
+  """
+
+  def __init__(self, name: str, model, variables):
+    self.name, self.model, self.variables = name, model, local_copy(variables)
+    self.fields = tuple(model.inputs)
+    self._generate = jax.jit(model.generate)
+
+  def generate(self, batch: dict[str, Any]) -> np.ndarray:
+    """int [B, max_len]: the generated tokens (hashtag ids, END once, then -1)."""
+    return np.asarray(self._generate(self.variables, {k: batch[k] for k in self.fields}))
+
+  def ranked(self, tokens: np.ndarray, tag_start: int, tag_stop: int, k: int) -> np.ndarray:
+    """[B, k] the generated hashtags in [tag_start, tag_stop), in order, -1 padded."""
+    keep = (tokens >= tag_start) & (tokens < tag_stop)
+    end = self.model.end
+    stopped = np.cumsum(tokens == end, axis=1) > 0  # at and after END
+    inside = np.where(keep & ~stopped, tokens, -2)  # -2: out of range, skipped
+    out = np.full((len(tokens), k), -1, np.int64)
+    for i, row in enumerate(inside):
+      seen = list(dict.fromkeys(t for t in row.tolist() if t >= 0))[:k]
+      out[i, :len(seen)] = seen
+    return out
+
+
 def model_scorer(name: str, model, variables, *, seq_len: int = 0, context_len: int = 0,
                  vocab_mesh=None):
-  """The scorer of a trained model: TwoTowerScorer if it has a tag table, else PairScorer."""
+  """The scorer of a trained model: TwoTowerScorer if it has a tag table, GeneratorScorer if
+  it writes its hashtags, else PairScorer."""
+  if hasattr(model, "generate"):
+    return GeneratorScorer(name, model, variables)
   if hasattr(model, "tags"):
     return TwoTowerScorer(name, model, variables, seq_len=seq_len, context_len=context_len,
                           vocab_mesh=vocab_mesh)
@@ -194,27 +227,33 @@ def predict_top_k_ranges(scorer, dataset: PostDataset, split: str, tag_ranges, *
                                                        scorer.vocab_mesh, tag_chunk=tag_chunk)
                for start, stop in tag_ranges}
   outs = {r: {"pred_ids": [], "true_ids": [], "true_mask": [], "rows": []} for r in tag_ranges}
+  generator = isinstance(scorer, GeneratorScorer)
   for batch in batches:
     batch = tag_distribution.apply(batch, keep)
     num_slots = batch["tag_ids"].shape[-1]
     if two_tower:
       queries = scorer.queries(batch)
       queries = queries.reshape(-1, queries.shape[-1])
+    if generator:
+      tokens = scorer.generate(batch)
     for (start, stop), out in outs.items():
       # The truth is restricted, not the batch: a history model reads its earlier posts' tags.
       tag_ids = batch["tag_ids"]
       true_mask = batch["tag_mask"] & (tag_ids >= start) & (tag_ids < stop)
       valid = (batch["valid"] & true_mask.any(axis=-1)).reshape(-1)
-      if sharded:
-        _, ids = sharded[start, stop](queries)
+      if generator:  # absolute ids, -1 for an empty slot
+        ids = scorer.ranked(tokens, start, stop, k)
+        out.setdefault("generated", []).append(tokens[valid])
+      elif sharded:
+        ids = sharded[start, stop](queries)[1] + start
       elif two_tower:
-        _, ids = topk.top_k_two_tower(queries, table[start:stop], k, tag_chunk=tag_chunk)
+        ids = topk.top_k_two_tower(queries, table[start:stop], k, tag_chunk=tag_chunk)[1] + start
       else:
         score_fn = lambda p0, p1, t0, t1, b=batch, s=start: np.asarray(
             scorer.scores(b, s + t0, s + t1))[p0:p1]
-        _, ids = topk.top_k_from_scores(score_fn, len(valid), stop - start, k,
-                                        post_chunk=len(valid), tag_chunk=tag_chunk)
-      out["pred_ids"].append((ids + start)[valid])
+        ids = topk.top_k_from_scores(score_fn, len(valid), stop - start, k,
+                                     post_chunk=len(valid), tag_chunk=tag_chunk)[1] + start
+      out["pred_ids"].append(ids[valid])
       out["true_ids"].append(tag_ids.reshape(-1, num_slots)[valid])
       out["true_mask"].append(true_mask.reshape(-1, num_slots)[valid])
       out["rows"].append(batch["row"].reshape(-1)[valid])
@@ -278,4 +317,9 @@ def evaluate_scorers(scorers: Iterable[Scorer], dataset: PostDataset, split: str
                                         ks=ks)
       results[scorer.name].update({metric_prefix(vocabulary) + key: value
                                    for key, value in ranking.items()})
+      if out.get("generated") is not None and vocabulary == "all":  # a generator: its BLEU
+        references = [ids[mask].tolist() for ids, mask in zip(out["true_ids"],
+                                                                out["true_mask"])]
+        candidates = bleu.generated_sequences(out["generated"], scorer.model.end)
+        results[scorer.name].update(bleu.bleu_metrics(candidates, references))
   return results

@@ -41,8 +41,10 @@ def _check_ground_truth(true_ids, true_mask, *, allow_empty: bool = False):
 
 
 def _check_rows_unique(ids: np.ndarray, what: str) -> None:
+  """No id twice in a row; negative ids are empty slots (a generator's shorter list) and may
+  repeat."""
   s = np.sort(ids, axis=1)
-  dup = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))
+  dup = np.flatnonzero(((s[:, 1:] == s[:, :-1]) & (s[:, 1:] >= 0)).any(axis=1))
   if dup.size:
     raise ValueError(f"{what} repeat an id in {dup.size} rows (first: row {dup[0]}).")
 

@@ -14,10 +14,11 @@ from hashjax.models.denton import Bilinear, Multiplicative, UserBiased
 from hashjax.models.mlp import MLPClassifier
 from hashjax.models.durand import Durand
 from hashjax.models.ncsl import NCSL
+from hashjax.models.okboomer import HashtagGenerator
 from hashjax.models.tensor import Tensor
 
 MODELS = {cls.name: cls for cls in (Bilinear, UserBiased, Multiplicative, MLPClassifier,
-                                      Tensor, NCSL, ConcatMLP, Durand)}
+                                      Tensor, NCSL, ConcatMLP, Durand, HashtagGenerator)}
 
 
 def make_model(model_config, spec=None, dataset=None):

@@ -26,6 +26,10 @@ plugs into the same trainer.
               paper's) or the vocabulary; needs a model with `train_axis_scores` (the
               tensor, the concatenation MLP)
 
+    sequence  a generator's (#okboomer's) token cross-entropy: -log p(y_t | y_<t, post) of its
+              target tokens (the post's hashtags in order, then END), averaged over the batch's
+              tokens; needs a model with `train_logits` (hashjax.models.okboomer)
+
 Sequence batches (fields [S, W, ...]) are flattened to posts, and only the targets
 (`target_mask`) count. An objective's `inputs` are the batch fields it reads beyond the
 model's and the hashtags (none here).
@@ -310,13 +314,28 @@ class Triplet:
     return _mean_over(per_post, has_positive), aux, updates
 
 
+@dataclasses.dataclass(frozen=True)
+class SequenceCrossEntropy:
+  """Token cross-entropy of a generated hashtag sequence, mean over the real target tokens."""
+  name: ClassVar[str] = "sequence"
+  inputs: ClassVar[tuple[str, ...]] = ()
+
+  def __call__(self, model, variables, batch, rng):
+    if not hasattr(model, "train_logits"):
+      raise ValueError(f"loss 'sequence' trains a generator, and model {model.name!r} writes no "
+                       "sequence")
+    logits, tokens, mask, updates = model.train_logits(variables, batch, rng)
+    per_token = optax.softmax_cross_entropy_with_integer_labels(logits, tokens)
+    return _mean_over(per_token, mask), {"tokens": mask.sum()}, updates
+
+
 def _mean_over(per_post: jax.Array, where: jax.Array) -> jax.Array:
   # where, not a product: a post that does not count must not turn the loss into NaN.
   return jnp.where(where, per_post, 0.0).sum() / jnp.maximum(where.sum(), 1)
 
 
 OBJECTIVES = {cls.name: cls for cls in (Warp, Softmax, SampledSoftmax, SigmoidCrossEntropy,
-                                        Triplet, NegativeCosine)}
+                                        Triplet, NegativeCosine, SequenceCrossEntropy)}
 
 
 def make_objective(loss_config: Any, spec=None):

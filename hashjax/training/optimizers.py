@@ -1,7 +1,8 @@
 """Optimizers from the config: the update rule, the schedule, frozen parts and the plateau rule.
 
     config.learning_rate = 0.02                      the base rate
-    config.optimizer = dict(name="sgd", momentum=0.9)   or "adam" (b1, b2, eps),
+    config.optimizer = dict(name="sgd", momentum=0.9)   or "adam" (b1, b2, eps, weight_decay:
+                                                     torch's Adam decay, added to the gradient),
                                                      "adamw" (b1, b2, eps, weight_decay)
     config.schedule = dict(name="constant")          or "cosine" (warmup_steps, alpha: decay to
                                                      alpha x base over train_steps), "step"
@@ -25,13 +26,18 @@ import optax
 OPTIMIZERS = {
     "sgd": lambda lr, o: optax.sgd(lr, momentum=o.get("momentum") or None,
                                    nesterov=o.get("nesterov", False)),
-    "adam": lambda lr, o: optax.adam(lr, b1=o.get("b1", 0.9), b2=o.get("b2", 0.999),
-                                     eps=o.get("eps", 1e-8)),
+    # weight_decay as torch.optim.Adam's: wd * w joins the gradient before the moments (L2),
+    # where adamw's decay bypasses them
+    "adam": lambda lr, o: optax.chain(
+        optax.add_decayed_weights(o.get("weight_decay", 0.0)),
+        optax.adam(lr, b1=o.get("b1", 0.9), b2=o.get("b2", 0.999), eps=o.get("eps", 1e-8))
+    ) if o.get("weight_decay") else optax.adam(lr, b1=o.get("b1", 0.9), b2=o.get("b2", 0.999),
+                                               eps=o.get("eps", 1e-8)),
     "adamw": lambda lr, o: optax.adamw(lr, b1=o.get("b1", 0.9), b2=o.get("b2", 0.999),
                                        eps=o.get("eps", 1e-8),
                                        weight_decay=o.get("weight_decay", 1e-4)),
 }
-_OPTIONS = {"sgd": {"momentum", "nesterov"}, "adam": {"b1", "b2", "eps"},
+_OPTIONS = {"sgd": {"momentum", "nesterov"}, "adam": {"b1", "b2", "eps", "weight_decay"},
             "adamw": {"b1", "b2", "eps", "weight_decay"}}
 SCHEDULES = ("constant", "cosine", "step")
 

@@ -44,4 +44,6 @@ def test_corpus_bleu4():
   want = math.exp(np.mean(np.log([8 / 9, 6 / 7, 4 / 5, 2 / 3])))
   assert bleu.corpus_bleu4(cands, same) == pytest.approx(want)
   metrics = bleu.bleu_metrics(cands, same)
-  assert set(metrics) == {"BLEU-1 (sentence mean)", "BLEU-4 (corpus)"}
+  assert set(metrics) == {"BLEU-1", "BLEU-4"}
+  tokens = np.array([[3, 3, 9, 5], [9, 1, 1, 1], [2, -1, -1, -1]])
+  assert bleu.generated_sequences(tokens, end=9) == [[3, 3], [], [2]]

@@ -107,3 +107,24 @@ def test_plateau_rule_counts_stalls_after_the_start_step_only():
   off = optimizers.lower_on_plateau({"learning_rate": 1.0, "best": 0.5, "bad_evals": 5}, 0.1,
                                     1000, config)
   assert off["learning_rate"] == 1.0
+
+
+def test_adam_weight_decay_is_torchs_l2_added_to_the_gradient():
+  """torch.optim.Adam(weight_decay=wd), written out: g <- g + wd w, then Adam's moments. With
+  wd = 1 the decay flips the gradient's sign here, so plain Adam would step the other way."""
+  lr, wd, b1, b2, eps = 0.1, 1.0, 0.9, 0.999, 1e-8
+  params = {"image": {"w": jnp.array([1.0, -2.0, 3.0])}}
+  grads = {"image": {"w": jnp.array([-0.3, 0.1, -0.2])}}
+  tx = optimizers.make_optimizer(_config(learning_rate=lr, optimizer=dict(
+      name="adam", weight_decay=wd)), params)
+  state, current = tx.init(params), params
+  w, m, v = np.array([1.0, -2.0, 3.0]), 0.0, 0.0
+  for t in range(1, 4):
+    updates, state = tx.update(grads, state, current)
+    current = optax.apply_updates(current, updates)
+    g = np.array([-0.3, 0.1, -0.2]) + wd * w
+    m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+    step = -lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    np.testing.assert_allclose(updates["image"]["w"], step, rtol=1e-4)
+    w = w + step
+  assert (np.sign(step) == [-1, 1, -1]).all()  # against the decay, not the raw gradient
