@@ -24,6 +24,8 @@ import math
 from typing import Sequence
 import warnings
 
+import jax.numpy as jnp
+
 
 def sentence_bleu1(candidate: Sequence, reference: Sequence) -> float:
   """BP * clipped unigram precision of one candidate against one reference (docstring)."""
@@ -34,6 +36,22 @@ def sentence_bleu1(candidate: Sequence, reference: Sequence) -> float:
   c, r = len(candidate), len(reference)
   brevity = 1.0 if c > r else math.exp(1.0 - r / c)
   return brevity * clipped / c
+
+
+def batch_sentence_bleu1(candidates, candidate_mask, references, reference_mask,
+                         vocab_size: int):
+  """sentence_bleu1 of every row, in jax (inside a jitted train step): [B] from token ids
+  [B, T] and [B, R] with masks of the real tokens; counts are per token id (< vocab_size)."""
+  def counts(ids, mask):
+    one_hot = (ids[..., None] == jnp.arange(vocab_size)) & mask[..., None]
+    return one_hot.sum(axis=1)
+
+  c, r = counts(candidates, candidate_mask), counts(references, reference_mask)
+  clipped = jnp.minimum(c, r).sum(axis=1)
+  c_len, r_len = candidate_mask.sum(axis=1), reference_mask.sum(axis=1)
+  safe = jnp.maximum(c_len, 1)
+  brevity = jnp.where(c_len > r_len, 1.0, jnp.exp(1.0 - r_len / safe))
+  return jnp.where(c_len > 0, brevity * clipped / safe, 0.0)
 
 
 def mean_sentence_bleu1(candidates: Sequence[Sequence], references: Sequence[Sequence]) -> float:

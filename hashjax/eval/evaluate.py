@@ -29,6 +29,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
+import optax
 
 from hashjax.data import pipeline, tag_distribution
 from hashjax.data.reader import PostDataset
@@ -322,4 +323,29 @@ def evaluate_scorers(scorers: Iterable[Scorer], dataset: PostDataset, split: str
                                                                 out["true_mask"])]
         candidates = bleu.generated_sequences(out["generated"], scorer.model.end)
         results[scorer.name].update(bleu.bleu_metrics(candidates, references))
+    if isinstance(scorer, GeneratorScorer):
+      results[scorer.name]["loss"] = generator_loss(scorer, dataset, split,
+                                                    kwargs.get("batch_size", 1024))
   return results
+
+
+def generator_loss(scorer: GeneratorScorer, dataset: PostDataset, split: str,
+                   batch_size: int) -> float:
+  """A generator's token cross-entropy on the split, fully teacher-forced and in inference
+  mode: sum over posts and target tokens of -log p(y_t | y_<t, post) / the number of tokens
+  (the validation loss of #okboomer's Table 1). With several processes each sums its slice."""
+  model = scorer.model
+  logits_fn = jax.jit(model.eval_logits)
+  total, count = 0.0, 0
+  for batch in pipeline.eval_batches(dataset, split, batch_size=batch_size,
+                                     fields=scorer.fields, process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    inputs = {k: batch[k] for k in (*scorer.fields, "tag_ids", "tag_mask")}
+    logits, tokens, mask = logits_fn(scorer.variables, inputs)
+    mask = np.asarray(mask) & np.asarray(batch["valid"])[:, None]
+    ce = np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, tokens))
+    total, count = total + float((ce * mask).sum()), count + int(mask.sum())
+  if jax.process_count() > 1:
+    total, count = np.asarray(multihost_utils.process_allgather(
+        np.array([total, count]))).sum(axis=0)
+  return float(total / max(count, 1))

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from hashjax.eval import bleu
 from hashjax.losses import sampled_softmax, targets, triplet, warp
 
 
@@ -326,7 +327,14 @@ class SequenceCrossEntropy:
                        "sequence")
     logits, tokens, mask, updates = model.train_logits(variables, batch, rng)
     per_token = optax.softmax_cross_entropy_with_integer_labels(logits, tokens)
-    return _mean_over(per_token, mask), {"tokens": mask.sum()}, updates
+    # BLEU-1 of what the decoder wrote in this step (its argmax under teacher forcing, up to
+    # its first END) against the post's hashtags: #okboomer's training BLEU
+    written = jnp.argmax(logits, axis=-1)
+    before_end = jnp.cumsum(written == model.end, axis=1) == 0
+    truth = mask & (tokens != model.end)
+    posts = mask.any(axis=1)
+    score = bleu.batch_sentence_bleu1(written, before_end, tokens, truth, logits.shape[-1])
+    return _mean_over(per_token, mask), {"bleu1": _mean_over(score, posts)}, updates
 
 
 def _mean_over(per_post: jax.Array, where: jax.Array) -> jax.Array:

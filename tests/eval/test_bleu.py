@@ -47,3 +47,15 @@ def test_corpus_bleu4():
   assert set(metrics) == {"BLEU-1", "BLEU-4"}
   tokens = np.array([[3, 3, 9, 5], [9, 1, 1, 1], [2, -1, -1, -1]])
   assert bleu.generated_sequences(tokens, end=9) == [[3, 3], [], [2]]
+
+
+def test_the_jax_batch_bleu1_is_the_sentence_bleu1():
+  rng = np.random.default_rng(1)
+  cands = rng.integers(0, 6, (40, 7))
+  cand_mask = np.arange(7)[None] < rng.integers(0, 8, (40, 1))
+  refs = rng.integers(0, 6, (40, 5))
+  ref_mask = np.arange(5)[None] < rng.integers(1, 6, (40, 1))
+  got = np.asarray(bleu.batch_sentence_bleu1(cands, cand_mask, refs, ref_mask, 6))
+  want = [bleu.sentence_bleu1(c[m].tolist(), r[n].tolist())
+          for c, m, r, n in zip(cands, cand_mask, refs, ref_mask)]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
