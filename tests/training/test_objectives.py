@@ -31,7 +31,7 @@ def test_registry_builds_from_the_config_and_names_what_exists():
   loss = objectives.make_objective(ml_collections.ConfigDict(dict(name="warp", margin=0.2)))
   assert loss == objectives.Warp(margin=0.2, max_trials=1000)
   with pytest.raises(ValueError, match="unknown loss 'hinge'; available: ncsl, "
-                     "sampled_softmax, sigmoid, softmax, triplet, warp"):
+                     "sampled_softmax, sequence, sigmoid, softmax, triplet, warp"):
     objectives.make_objective({"name": "hinge"})
   with pytest.raises(ValueError, match="loss 'sigmoid' takes no options"):
     objectives.make_objective({"name": "sigmoid", "margin": 0.1})
