@@ -130,14 +130,10 @@ class GeneratorScorer:
 
   def ranked(self, tokens: np.ndarray, tag_start: int, tag_stop: int, k: int) -> np.ndarray:
     """[B, k] the generated hashtags in [tag_start, tag_stop), in order, -1 padded."""
-    keep = (tokens >= tag_start) & (tokens < tag_stop)
-    end = self.model.end
-    stopped = np.cumsum(tokens == end, axis=1) > 0  # at and after END
-    inside = np.where(keep & ~stopped, tokens, -2)  # -2: out of range, skipped
     out = np.full((len(tokens), k), -1, np.int64)
-    for i, row in enumerate(inside):
-      seen = list(dict.fromkeys(t for t in row.tolist() if t >= 0))[:k]
-      out[i, :len(seen)] = seen
+    for i, sequence in enumerate(bleu.generated_sequences(tokens, self.model.end)):
+      inside = list(dict.fromkeys(t for t in sequence if tag_start <= t < tag_stop))[:k]
+      out[i, :len(inside)] = inside
     return out
 
 

@@ -185,6 +185,10 @@ class HashtagGenerator:
     real = (mask | (position == lengths[:, None])) & (lengths > 0)[:, None]
     return tokens.astype(jnp.int32), real
 
+  def teacher_inputs(self, tokens: jax.Array) -> jax.Array:
+    """The decoder's true inputs [B, T]: START, then the targets shifted by one."""
+    return jnp.concatenate([jnp.full_like(tokens[:, :1], self.start), tokens[:, :-1]], 1)
+
   def init(self, rng, spec) -> dict[str, Any]:
     batch = {k: jnp.asarray(v) for k, v in spec.example_batch(self.inputs, batch_size=2).items()}
     inputs = jnp.zeros((2, self.max_len + 1), jnp.int32)
@@ -194,7 +198,7 @@ class HashtagGenerator:
     """(logits [B, T, Y + 1], targets [B, T], mask [B, T], state updates) under teacher
     forcing: one Bernoulli(teacher_forcing) draw per step for the batch."""
     tokens, mask = self.targets(batch)
-    inputs = jnp.concatenate([jnp.full_like(tokens[:, :1], self.start), tokens[:, :-1]], 1)
+    inputs = self.teacher_inputs(tokens)
     use_truth = jax.random.bernoulli(rng, self.teacher_forcing, (tokens.shape[1],))
     logits, updates = self.module().apply(variables, batch, inputs, use_truth, train=True,
                                           mutable=["batch_stats"])
@@ -203,8 +207,8 @@ class HashtagGenerator:
   def eval_logits(self, variables, batch):
     """The inference-mode logits under full teacher forcing (the validation loss)."""
     tokens, mask = self.targets(batch)
-    inputs = jnp.concatenate([jnp.full_like(tokens[:, :1], self.start), tokens[:, :-1]], 1)
-    logits = self.module().apply(variables, batch, inputs, jnp.ones(tokens.shape[1], bool))
+    logits = self.module().apply(variables, batch, self.teacher_inputs(tokens),
+                                 jnp.ones(tokens.shape[1], bool))
     return logits, tokens, mask
 
   def generate(self, variables, batch, beam: int | None = None) -> jax.Array:
